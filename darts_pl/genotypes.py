@@ -1,0 +1,288 @@
+"""Genotypes: the discrete cells DARTS derives, the paper's published cells, JSON I/O and derivation.
+
+A CNN ``Genotype`` lists, for each of the cell's intermediate nodes, two ``(op, input)`` pairs; inputs
+``0`` and ``1`` are the outputs of the two previous cells (c_{k-2}, c_{k-1}), input ``i + 2`` is node
+``i``. An ``RNNGenotype`` lists one ``(op, input)`` pair per node; input ``0`` is the first node (the
+highway over x_t and h_{t-1}), input ``i`` is node ``i``. Pure data: nothing here imports torch.
+
+Derivation follows the original code (Liu et al., 2019, Sec. 2.4): on softmax(alpha) per edge, each
+node keeps the ``k`` incoming edges whose strongest non-``none`` op is strongest (k=2 for CNN cells,
+k=1 for recurrent cells); each kept edge takes its strongest non-``none`` op. Ties go to the lower index.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Union
+
+PRIMITIVES: tuple[str, ...] = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+"""The CNN search space's candidate ops, in the original code's order (alpha columns follow it)."""
+
+RNN_PRIMITIVES: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
+"""The recurrent search space's candidate ops, in the original code's order."""
+
+EVAL_ONLY_PRIMITIVES: tuple[str, ...] = ("sep_conv_7x7", "conv_7x1_1x7")
+"""Ops a trained CNN cell may use beyond the search space (the original code defines them too)."""
+
+
+class GenotypeError(ValueError):
+    """A genotype that cannot describe a cell: unknown op, bad input index, wrong number of edges."""
+
+
+class Genotype(NamedTuple):
+    """A convolutional cell pair: ``normal`` and ``reduce`` edges and which nodes are concatenated."""
+
+    normal: list[tuple[str, int]]
+    normal_concat: list[int]
+    reduce: list[tuple[str, int]]
+    reduce_concat: list[int]
+
+
+class RNNGenotype(NamedTuple):
+    """A recurrent cell: one ``(op, input)`` per node and which nodes are averaged into h_t."""
+
+    recurrent: list[tuple[str, int]]
+    concat: list[int]
+
+
+AnyGenotype = Union[Genotype, RNNGenotype]
+
+# The paper's cells, as published with the original code (cnn/genotypes.py, rnn/genotypes.py).
+DARTS_V1 = Genotype(
+    normal=[("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
+            ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
+    normal_concat=[2, 3, 4, 5],
+    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
+            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+    reduce_concat=[2, 3, 4, 5],
+)
+"""First-order DARTS CIFAR-10 cell (paper Fig. 4 companion, 3.0% test error)."""
+
+DARTS_V2 = Genotype(
+    normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+    normal_concat=[2, 3, 4, 5],
+    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+    reduce_concat=[2, 3, 4, 5],
+)
+"""Second-order DARTS CIFAR-10 cell (paper Fig. 4-5, 2.76% test error, 3.3M parameters)."""
+
+DARTS = DARTS_V2
+
+RNN_DARTS_V1 = RNNGenotype(
+    recurrent=[("relu", 0), ("relu", 1), ("tanh", 2), ("relu", 3), ("relu", 4), ("identity", 1),
+               ("relu", 5), ("relu", 1)],
+    concat=list(range(1, 9)),
+)
+"""First-order DARTS recurrent cell."""
+
+RNN_DARTS_V2 = RNNGenotype(
+    recurrent=[("sigmoid", 0), ("relu", 1), ("relu", 1), ("identity", 1), ("tanh", 2),
+               ("sigmoid", 5), ("tanh", 3), ("relu", 5)],
+    concat=list(range(1, 9)),
+)
+"""Second-order DARTS recurrent cell (paper Fig. 6, 55.7 PTB test perplexity)."""
+
+PUBLISHED: dict[str, AnyGenotype] = {
+    "DARTS_V1": DARTS_V1,
+    "DARTS_V2": DARTS_V2,
+    "DARTS": DARTS_V2,
+    "RNN_DARTS_V1": RNN_DARTS_V1,
+    "RNN_DARTS_V2": RNN_DARTS_V2,
+    "RNN_DARTS": RNN_DARTS_V2,
+}
+"""Published genotypes by name; ``--model.genotype DARTS_V2`` looks a name up here."""
+
+
+# ----------------------------------------------------------------------------------------- validation
+def _check_edges(edges: Sequence[tuple[str, int]], *, field: str, known: Sequence[str],
+                 per_node: int, first_inputs: int) -> None:
+    if len(edges) == 0 or len(edges) % per_node:
+        raise GenotypeError(
+            f"Genotype field {field!r} has {len(edges)} edges; it needs {per_node} per node "
+            f"(a multiple of {per_node}, at least {per_node}).")
+    for pos, edge in enumerate(edges):
+        if not (isinstance(edge, (tuple, list)) and len(edge) == 2):
+            raise GenotypeError(f"Genotype field {field!r}, edge {pos}: expected [op, input], got {edge!r}.")
+        op, index = edge
+        node = pos // per_node
+        if op not in known:
+            raise GenotypeError(f"Genotype field {field!r}, edge {pos}: unknown op {op!r}; known: {', '.join(known)}.")
+        if op == "none":
+            raise GenotypeError(f"Genotype field {field!r}, edge {pos}: op 'none' cannot be part of a derived cell.")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < node + first_inputs:
+            raise GenotypeError(
+                f"Genotype field {field!r}, edge {pos} (node {node}): input index {index!r} out of range; "
+                f"node {node} may read inputs 0..{node + first_inputs - 1}.")
+
+
+def _check_concat(concat: Sequence[int], *, field: str, num_states: int) -> None:
+    if len(concat) == 0:
+        raise GenotypeError(f"Genotype field {field!r} is empty; list the nodes whose outputs form the cell output.")
+    for index in concat:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_states:
+            raise GenotypeError(f"Genotype field {field!r}: node index {index!r} out of range 0..{num_states - 1}.")
+
+
+def validate(genotype: AnyGenotype) -> AnyGenotype:
+    """Raise ``GenotypeError`` naming the problem if ``genotype`` cannot describe a cell; else return it."""
+    if isinstance(genotype, Genotype):
+        known = PRIMITIVES + EVAL_ONLY_PRIMITIVES
+        for field in ("normal", "reduce"):
+            edges = getattr(genotype, field)
+            _check_edges(edges, field=field, known=known, per_node=2, first_inputs=2)
+            _check_concat(getattr(genotype, f"{field}_concat"), field=f"{field}_concat",
+                          num_states=len(edges) // 2 + 2)
+        return genotype
+    if isinstance(genotype, RNNGenotype):
+        _check_edges(genotype.recurrent, field="recurrent", known=RNN_PRIMITIVES, per_node=1, first_inputs=1)
+        _check_concat(genotype.concat, field="concat", num_states=len(genotype.recurrent) + 1)
+        return genotype
+    raise GenotypeError(f"Expected a Genotype or RNNGenotype, got {type(genotype).__name__}.")
+
+
+# ----------------------------------------------------------------------------------------- JSON I/O
+def to_dict(genotype: AnyGenotype) -> dict[str, Any]:
+    """A JSON-ready mapping; edges become ``[op, input]`` lists."""
+    return {field: [list(e) if isinstance(e, tuple) else e for e in value]
+            for field, value in genotype._asdict().items()}
+
+
+def from_dict(data: Mapping[str, Any]) -> AnyGenotype:
+    """Build and validate a genotype from the mapping ``to_dict`` writes (or an inline YAML mapping)."""
+    if not isinstance(data, Mapping):
+        raise GenotypeError(f"A genotype must be a mapping with fields {Genotype._fields} or "
+                            f"{RNNGenotype._fields}; got {type(data).__name__}.")
+    keys = set(data)
+    for cls in (Genotype, RNNGenotype):
+        if keys == set(cls._fields):
+            fields = {}
+            for name in cls._fields:
+                value = data[name]
+                if not isinstance(value, (list, tuple)):
+                    raise GenotypeError(f"Genotype field {name!r} must be a list, got {value!r}.")
+                fields[name] = [tuple(v) if isinstance(v, (list, tuple)) else v for v in value]
+            return validate(cls(**fields))
+    raise GenotypeError(
+        f"A genotype mapping has fields {sorted(keys)}; expected {list(Genotype._fields)} (CNN) "
+        f"or {list(RNNGenotype._fields)} (recurrent).")
+
+
+def dumps(genotype: AnyGenotype) -> str:
+    return json.dumps(to_dict(genotype), indent=2)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save(genotype: AnyGenotype, path: str | os.PathLike[str]) -> Path:
+    """Write ``genotype`` as JSON, atomically."""
+    return atomic_write_text(path, dumps(validate(genotype)) + "\n")
+
+
+def load(path: str | os.PathLike[str]) -> AnyGenotype:
+    """Read a genotype JSON file written by ``save`` (or by a search's ``GenotypeCheckpoint``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise GenotypeError(f"Genotype file {str(path)!r} does not exist; pass a published name "
+                            f"({', '.join(PUBLISHED)}) or the path of a genotype.json.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GenotypeError(f"Genotype file {str(path)!r} is not valid JSON ({err}).") from None
+    return from_dict(data)
+
+
+def resolve(spec: str | os.PathLike[str] | Mapping[str, Any] | AnyGenotype) -> AnyGenotype:
+    """A genotype from a published name (``DARTS_V2``), a JSON path, a mapping, or a genotype."""
+    if isinstance(spec, (Genotype, RNNGenotype)):
+        return validate(spec)
+    if isinstance(spec, Mapping):
+        return from_dict(spec)
+    text = str(spec)
+    if text in PUBLISHED:
+        return PUBLISHED[text]
+    if text.endswith(".json") or os.sep in text or Path(text).exists():
+        return load(text)
+    raise GenotypeError(f"Unknown genotype {text!r}; use a published name ({', '.join(PUBLISHED)}) "
+                        "or the path of a genotype.json written by a search.")
+
+
+# ----------------------------------------------------------------------------------------- derivation
+def _derive_edges(probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
+                  first_inputs: int, k: int) -> list[tuple[str, int]]:
+    """Keep the ``k`` strongest incoming edges of each node; name the strongest non-``none`` op on each."""
+    none = primitives.index("none") if "none" in primitives else -1
+    expected = sum(first_inputs + i for i in range(num_nodes))
+    if len(probs) != expected:
+        raise ValueError(f"Expected probabilities for {expected} edges ({num_nodes} nodes), got {len(probs)}.")
+
+    def best_op(row: Sequence[float]) -> int:
+        candidates = [j for j in range(len(row)) if j != none]
+        return max(candidates, key=lambda j: (row[j], -j))  # ties: the lower index
+
+    gene: list[tuple[str, int]] = []
+    start = 0
+    for node in range(num_nodes):
+        n_in = first_inputs + node
+        rows = probs[start:start + n_in]
+        strength = [rows[i][best_op(rows[i])] for i in range(n_in)]
+        kept = sorted(range(n_in), key=lambda i: (-strength[i], i))[:k]
+        for i in kept:
+            gene.append((primitives[best_op(rows[i])], i))
+        start += n_in
+    return gene
+
+
+def derive_cnn(normal_probs: Sequence[Sequence[float]], reduce_probs: Sequence[Sequence[float]],
+               *, num_nodes: int = 4, multiplier: int = 4,
+               primitives: Sequence[str] = PRIMITIVES) -> Genotype:
+    """The CNN genotype of per-edge probabilities (edges × ops), k=2 inputs per node."""
+    concat = list(range(2 + num_nodes - multiplier, num_nodes + 2))
+    return Genotype(
+        normal=_derive_edges(normal_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2),
+        normal_concat=concat,
+        reduce=_derive_edges(reduce_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2),
+        reduce_concat=list(concat),
+    )
+
+
+def derive_rnn(probs: Sequence[Sequence[float]], *, num_nodes: int = 8,
+               primitives: Sequence[str] = RNN_PRIMITIVES) -> RNNGenotype:
+    """The recurrent genotype of per-edge probabilities (edges × ops), k=1 input per node."""
+    return RNNGenotype(
+        recurrent=_derive_edges(probs, primitives, num_nodes=num_nodes, first_inputs=1, k=1),
+        concat=list(range(1, num_nodes + 1)),
+    )

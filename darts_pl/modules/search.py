@@ -1,0 +1,180 @@
+"""The bilevel search loop of DARTS (Liu et al., 2019, Alg. 1), for every search space and strategy.
+
+Per training batch ``{"train": ..., "val": ...}``:
+
+1. alpha step on the val batch: the strategy computes dL_val/dalpha (first or second order), the arch
+   optimizer (Adam) steps;
+2. weight step on the train batch: zero, backward into the weights only, clip, SGD step.
+
+Manual optimization (Lightning's GAN template is the skeleton). The weight scheduler is stepped once per
+epoch. The search space carries whatever state it needs between batches (the RNN's hidden states).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric
+
+from darts_pl.search.base import LossOutput, SearchSpace
+from darts_pl.strategies import ArchStrategy, FirstOrder
+
+
+def _sgd(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+
+
+def _adam(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+
+
+class LitSearch(L.LightningModule):
+    """DARTS architecture search.
+
+    Args:
+        space: The supernet (``CNNSearchSpace``, ``RNNSearchSpace``...).
+        strategy: How alpha gradients are computed (``FirstOrder`` when omitted, or ``SecondOrder``).
+        weight_optimizer: Optimizer of the weights w (the paper: SGD lr 0.025, momentum 0.9, wd 3e-4).
+        arch_optimizer: Optimizer of the alphas (the paper: Adam lr 3e-4, betas (0.5, 0.999), wd 1e-3).
+        weight_scheduler: Scheduler of the weight optimizer, stepped once per epoch (the paper: cosine to
+            0.001 over the search); none keeps the learning rate constant.
+        grad_clip: Max global norm of the weight gradient (5 for CNN cells, 0.25 for recurrent ones);
+            ``None`` disables clipping. Trainer-level clipping does not apply to manual optimization.
+        warmup_epochs: Epochs of weight steps only before alpha steps begin (0 in the paper).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        strategy: ArchStrategy | None = None,
+        weight_optimizer: OptimizerCallable = _sgd,
+        arch_optimizer: OptimizerCallable = _adam,
+        weight_scheduler: LRSchedulerCallable | None = None,
+        grad_clip: float | None = 5.0,
+        warmup_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        if grad_clip is not None and grad_clip <= 0:
+            raise ValueError(f"LitSearch: grad_clip={grad_clip} must be > 0, or null to disable clipping.")
+        if warmup_epochs < 0:
+            raise ValueError(f"LitSearch: warmup_epochs={warmup_epochs} must be >= 0.")
+        self.automatic_optimization = False
+        self.space = space
+        self.strategy = strategy if strategy is not None else FirstOrder()
+        self.weight_optimizer = weight_optimizer
+        self.arch_optimizer = arch_optimizer
+        self.weight_scheduler = weight_scheduler
+        self.grad_clip = grad_clip
+        self.warmup_epochs = warmup_epochs
+        self.metrics = torch.nn.ModuleDict({
+            f"{split}_{name}": MeanMetric() for split in ("train", "arch", "val") for name in ("loss", "acc")
+        })
+
+    # ------------------------------------------------------------------ optimizers
+    def configure_optimizers(self) -> Any:
+        weight_opt = self.weight_optimizer(self.space.weight_parameters())
+        arch_opt = self.arch_optimizer(self.space.arch_parameters())
+        if self.weight_scheduler is None:
+            return [weight_opt, arch_opt]
+        return [weight_opt, arch_opt], [{"scheduler": self.weight_scheduler(weight_opt), "interval": "epoch"}]
+
+    # ------------------------------------------------------------------ the loop
+    def on_train_epoch_start(self) -> None:
+        self.space.reset_state()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
+            raise ValueError("LitSearch needs batches {'train': ..., 'val': ...}; use a data module in "
+                             "search mode (e.g. --data.mode search).")
+        weight_opt, arch_opt = self.optimizers()
+        train_batch, val_batch = batch["train"], batch["val"]
+        with _scaled_lr(weight_opt.optimizer, self.space.lr_scale(train_batch)):
+            # Phase 1: alpha step on the val batch.
+            if self.current_epoch >= self.warmup_epochs:
+                arch_opt.zero_grad(set_to_none=True)
+                step = self.strategy.arch_gradients(self.space, train_batch, val_batch,
+                                                    weight_opt.optimizer, self.grad_clip)
+                for alpha, grad in zip(self.space.arch_parameters(), step.grads):
+                    alpha.grad = _all_reduce_mean(grad)
+                arch_opt.step()
+                self.space.commit("val")
+                self._update_metrics("arch", step.val)
+
+            # Phase 2: weight step on the train batch; backward into the weights only.
+            weight_opt.zero_grad(set_to_none=True)
+            out = self.space(train_batch, "train", regularized=True)
+            self.manual_backward(out.loss, inputs=self.space.weight_parameters())
+            if self.grad_clip is not None:
+                self.clip_gradients(weight_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            weight_opt.step()
+            self.space.commit("train")
+        self._update_metrics("train", out._replace(loss=out.loss.detach()))
+
+    def on_train_epoch_end(self) -> None:
+        self._log_split("train")  # weight steps
+        self._log_split("arch")  # alpha steps (their val batches)
+        for name, opt in zip(("weight", "arch"), self.optimizers()):
+            self.log(f"lr/{name}", opt.optimizer.param_groups[0]["lr"], sync_dist=False)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    # ------------------------------------------------------------------ evaluation
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._update_metrics("val", self.space(batch, "val"))
+
+    def on_validation_epoch_start(self) -> None:
+        self.space.reset_state()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val")
+
+    # ------------------------------------------------------------------ metrics
+    def _update_metrics(self, split: str, out: LossOutput) -> None:
+        n = out.target.numel() if out.target is not None else 1
+        self.metrics[f"{split}_loss"].update(out.loss.detach(), n)
+        if out.preds is not None and out.target is not None and out.preds.dim() == out.target.dim() + 1:
+            correct = (out.preds.argmax(-1) == out.target).float()
+            self.metrics[f"{split}_acc"].update(correct.mean(), correct.numel())
+
+    def _log_split(self, split: str) -> None:
+        prefix = split
+        loss, acc = self.metrics[f"{split}_loss"], self.metrics[f"{split}_acc"]
+        if loss.update_count:
+            value = loss.compute()
+            self.log(f"{prefix}/loss", value, prog_bar=prefix != "train")
+            if getattr(self.space, "task", "") == "language_model":
+                self.log(f"{prefix}/ppl", torch.exp(value.clamp(max=50)), prog_bar=True)
+            loss.reset()
+        if acc.update_count:
+            self.log(f"{prefix}/acc", acc.compute(), prog_bar=True)
+            acc.reset()
+
+
+@contextlib.contextmanager
+def _scaled_lr(optimizer: torch.optim.Optimizer, scale: float) -> Iterator[None]:
+    """Multiply every group's learning rate by ``scale`` for one step (the RNN's variable length)."""
+    if scale == 1.0:
+        yield
+        return
+    base = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * scale
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, base):
+            group["lr"] = lr
+
+
+def _all_reduce_mean(grad: torch.Tensor) -> torch.Tensor:
+    """Average a gradient over ranks: gradients from ``torch.autograd.grad`` are not seen by DDP."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        grad /= dist.get_world_size()
+    return grad

@@ -1,0 +1,20 @@
+"""First-order DARTS: the alpha gradient at the current weights, dL_val(w, alpha)/dalpha (paper Sec. 2.3,
+xi = 0)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from darts_pl.search.base import SearchSpace
+from darts_pl.strategies.base import ArchStep, ArchStrategy, grads_or_zeros
+
+
+class FirstOrder(ArchStrategy):
+    """dL_val(w, alpha)/dalpha. Differentiates with respect to the alphas only, so no weight gradient
+    is computed and thrown away."""
+
+    def arch_gradients(self, space: SearchSpace, train_batch: Any, val_batch: Any,
+                       weight_optimizer: torch.optim.Optimizer, grad_clip: float | None = None) -> ArchStep:
+        val = space(val_batch, "val")
+        return ArchStep(grads_or_zeros(val.loss, space.arch_parameters()), val._replace(loss=val.loss.detach()))
