@@ -9,10 +9,13 @@ training module), so a config never has to repeat them.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
+from jsonargparse import ArgumentError, Namespace
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from darts_pl.errors import ConfigurationError, DataNotFoundError
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
 
@@ -50,7 +53,13 @@ def _link(cfg: Any, sizes: dict[str, int]) -> None:
 
 
 class DartsCLI(LightningCLI):
-    """LightningCLI that links the data module's sizes into the model (see the module docstring)."""
+    """LightningCLI that links the data module's sizes into the model (see the module docstring) and
+    raises parse errors instead of printing the usage, so ``main`` can report them in one line."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        parser.exit_on_error = False
+        return parser
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -58,8 +67,35 @@ class DartsCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
-             save_config_kwargs={"overwrite": True})
+    """Entry point of ``darts-pl``. Bad settings and missing data exit with status 2 and one line."""
+    try:
+        DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
+                 save_config_kwargs={"overwrite": True})
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a configuration or data problem
+        reason = _reason(err)
+        if reason is None:
+            raise
+        print(f"darts-pl: error: {reason}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
+          "Expected a <class 'NoneType'>", "Given value type:")
+
+
+def _reason(err: BaseException) -> str | None:
+    """One line for a bad setting or missing data; ``None`` for any other failure (a real bug)."""
+    seen: BaseException | None = err
+    while seen is not None:  # our own errors, possibly wrapped by the config parser
+        if isinstance(seen, (ConfigurationError, DataNotFoundError)):
+            return str(seen).replace("\n", " ")
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(err, ArgumentError):
+        lines = [line.strip(" -") for line in str(err).splitlines()]
+        kept = [line for line in lines if line and not line.startswith(_NOISE)]
+        text = " ".join(kept)
+        return text if len(text) <= 400 else text[:397] + "..."
+    return None
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
+from darts_pl.errors import ConfigurationError
+
 PRIMITIVES: tuple[str, ...] = (
     "none",
     "max_pool_3x3",
@@ -37,7 +39,7 @@ EVAL_ONLY_PRIMITIVES: tuple[str, ...] = ("sep_conv_7x7", "conv_7x1_1x7")
 """Ops a trained CNN cell may use beyond the search space (the original code defines them too)."""
 
 
-class GenotypeError(ValueError):
+class GenotypeError(ConfigurationError):
     """A genotype that cannot describe a cell: unknown op, bad input index, wrong number of edges."""
 
 

@@ -16,7 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts_pl.errors import ConfigurationError
+
 OpFactory = Callable[[int, int, bool], nn.Module]
+
 
 
 class PreActivated(nn.Module):
@@ -74,7 +77,7 @@ class FactorizedReduce(PreActivated):
     def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
         if c_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even number of output channels, got c_out={c_out}; "
+            raise ConfigurationError(f"FactorizedReduce needs an even number of output channels, got c_out={c_out}; "
                              "use an even channel count (e.g. --model.space.init_args.channels 16).")
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
@@ -148,7 +151,7 @@ def get_op(name: str | OpFactory) -> OpFactory:
     try:
         return OPS[name]
     except KeyError:
-        raise ValueError(f"Unknown primitive {name!r}; known: {', '.join(OPS)}.") from None
+        raise ConfigurationError(f"Unknown primitive {name!r}; known: {', '.join(OPS)}.") from None
 
 
 def make_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:

@@ -1,4 +1,9 @@
 """Callbacks: watching and exporting the search."""
+from darts_pl.callbacks.collapse import SkipConnectEarlyStop
+from darts_pl.callbacks.drop_path import DropPathSchedule
 from darts_pl.callbacks.genotype import GenotypeCheckpoint
+from darts_pl.callbacks.monitor import ArchitectureMonitor
 
 __all__ = ["GenotypeCheckpoint"]
+__all__ += ["DropPathSchedule"]
+__all__ += ["ArchitectureMonitor", "SkipConnectEarlyStop"]

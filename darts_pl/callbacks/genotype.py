@@ -1,4 +1,13 @@
-"""``GenotypeCheckpoint``: the derived genotype of every search epoch, as JSON and in the log."""
+"""``GenotypeCheckpoint``: the derived genotype of every search epoch, as JSON, as cell diagrams and in the log.
+
+Files (run directory, rank 0, atomic): ``genotypes/epoch_NNN.json`` and ``genotypes/epoch_NNN_<cell>.png``
+every epoch; ``genotype.json`` and ``genotype_<cell>.png`` at the end of the fit. ``<cell>`` is ``normal``
+and ``reduce`` for convolutional genotypes, ``recurrent`` for recurrent ones.
+
+Logged every epoch: ``genotype/stable_since`` (scalar, every logger); ``genotype/text`` (the cell listing
+and its JSON: ``wandb.Html`` on W&B, text in TensorBoard); ``genotype/<cell>`` (the cell diagram, an image
+on W&B and TensorBoard).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +15,14 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from darts_pl import genotypes
+from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
+from darts_pl.errors import ConfigurationError
+from darts_pl.viz import Engine, cell_types, describe, graphviz_available, save_cell_diagram
 
 
 class GenotypeCheckpoint(Callback):
@@ -20,14 +32,33 @@ class GenotypeCheckpoint(Callback):
     written by rank 0 only, atomically. The epoch at which the genotype last changed is kept in
     ``stable_since`` and logged as ``genotype/stable_since``.
 
+    Each epoch's genotype also goes to the loggers as text and, with ``diagrams``, as a PNG diagram per
+    cell (see the module docstring for the keys). A diagram that fails to draw is reported and skipped;
+    it never stops the search.
+
     Args:
         dirpath: Where to write; the logger's run directory (or the trainer's root dir) when omitted.
         verbose: Print the genotype every epoch.
+        diagrams: Draw, save and log a cell diagram per cell every epoch and at the end.
+        diagram_engine: ``"auto"`` (graphviz when its ``dot`` binary is installed, else matplotlib),
+            ``"matplotlib"`` or ``"graphviz"``.
+
+    Raises:
+        ConfigurationError: ``diagram_engine="graphviz"`` without graphviz's ``dot`` on the PATH.
     """
 
-    def __init__(self, dirpath: str | None = None, verbose: bool = True) -> None:
+    def __init__(self, dirpath: str | None = None, verbose: bool = True, diagrams: bool = True,
+                 diagram_engine: Engine = "auto") -> None:
+        if diagram_engine not in ("auto", "matplotlib", "graphviz"):
+            raise ConfigurationError(f"GenotypeCheckpoint: diagram_engine={diagram_engine!r} is unknown; "
+                                     "use 'auto', 'matplotlib' or 'graphviz'.")
+        if diagrams and diagram_engine == "graphviz" and not graphviz_available():
+            raise ConfigurationError("GenotypeCheckpoint: diagram_engine='graphviz' but graphviz's `dot` binary is "
+                                     "not on the PATH; install graphviz or use diagram_engine='auto'.")
         self.dirpath = dirpath
         self.verbose = verbose
+        self.diagrams = diagrams
+        self.diagram_engine = diagram_engine
         self.last: Any = None
         self.stable_since = 0
 
@@ -41,16 +72,37 @@ class GenotypeCheckpoint(Callback):
         if genotype != self.last:
             self.last, self.stable_since = genotype, epoch
         pl_module.log("genotype/stable_since", float(self.stable_since), rank_zero_only=True)
-        if trainer.is_global_zero:
-            genotypes.save(genotype, self._dir(trainer) / "genotypes" / f"epoch_{epoch:03d}.json")
-            if self.verbose:
-                rank_zero_info(f"Epoch {epoch} genotype (unchanged since epoch {self.stable_since}): {genotype}")
+        directory = self._dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        if not trainer.is_global_zero:
+            return
+        genotypes.save(genotype, directory / "genotypes" / f"epoch_{epoch:03d}.json")
+        if self.verbose:
+            rank_zero_info(f"Epoch {epoch} genotype (unchanged since epoch {self.stable_since}): {genotype}")
+        header = f"epoch {epoch} (genotype unchanged since epoch {self.stable_since})"
+        media.log_text(trainer, "genotype/text", f"{header}\n\n{describe(genotype)}\n\n{genotypes.dumps(genotype)}")
+        pictures = self._draw(genotype, directory / "genotypes" / f"epoch_{epoch:03d}")
+        media.log_images(trainer, {f"genotype/{cell}": str(path) for cell, path in pictures.items()})
 
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        directory = self._dir(trainer)
         if trainer.is_global_zero:
-            path = genotypes.save(pl_module.space.genotype(), self._dir(trainer) / "genotype.json")
+            genotype = pl_module.space.genotype()
+            path = genotypes.save(genotype, directory / "genotype.json")
+            self._draw(genotype, directory / "genotype")
             rank_zero_info(f"Final genotype written to {path}")
+
+    def _draw(self, genotype: genotypes.AnyGenotype, stem: Path) -> dict[str, Path]:
+        """``<stem>_<cell>.png`` per cell; a drawing failure is reported, never raised."""
+        if not self.diagrams:
+            return {}
+        pictures = {}
+        for cell in cell_types(genotype):
+            try:
+                pictures[cell] = save_cell_diagram(genotype, f"{stem}_{cell}.png", cell, engine=self.diagram_engine)
+            except Exception as err:  # a picture is not worth stopping a search for
+                rank_zero_warn(f"GenotypeCheckpoint: could not draw the {cell} cell to {stem}_{cell}.png: {err}")
+        return pictures
 
     @override
     def state_dict(self) -> dict[str, Any]:

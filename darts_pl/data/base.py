@@ -20,7 +20,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from darts_pl.errors import ConfigurationError
+
 Mode = Literal["search", "train"]
+
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -42,12 +45,12 @@ class ClassificationDataModule(L.LightningDataModule):
                  train_portion: float = 0.5, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
         if mode not in ("search", "train"):
-            raise ValueError(f"{type(self).__name__}: unknown mode={mode!r}; use 'search' or 'train'.")
+            raise ConfigurationError(f"{type(self).__name__}: unknown mode={mode!r}; use 'search' or 'train'.")
         if not 0.0 < train_portion < 1.0:
-            raise ValueError(f"{type(self).__name__}: train_portion={train_portion} must be in (0, 1) "
+            raise ConfigurationError(f"{type(self).__name__}: train_portion={train_portion} must be in (0, 1) "
                              "(0.5 splits the training set in two halves, as the paper does).")
         if batch_size < 1:
-            raise ValueError(f"{type(self).__name__}: batch_size={batch_size} must be >= 1.")
+            raise ConfigurationError(f"{type(self).__name__}: batch_size={batch_size} must be >= 1.")
         self.mode = mode
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -66,7 +69,7 @@ class ClassificationDataModule(L.LightningDataModule):
         if self._train_aug is None:
             self._train_aug, self._train_plain, self._test = self.build_datasets()
             if self.mode == "train" and self._test is None:
-                raise ValueError(f"{type(self).__name__}: mode='train' needs a test/validation split, and "
+                raise ConfigurationError(f"{type(self).__name__}: mode='train' needs a test/validation split, and "
                                  "this data has none; use mode='search' or add the split.")
             self._check_batch_size()
 
@@ -84,7 +87,7 @@ class ClassificationDataModule(L.LightningDataModule):
             sizes = {"training": len(self._train_aug)}  # type: ignore[arg-type]
         for name, size in sizes.items():
             if self.batch_size > size:
-                raise ValueError(f"{type(self).__name__}: batch_size={self.batch_size} is larger than the "
+                raise ConfigurationError(f"{type(self).__name__}: batch_size={self.batch_size} is larger than the "
                                  f"{name} split ({size} examples); use --data.batch_size {size} or less.")
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:

@@ -10,6 +10,7 @@ from torchvision.datasets import CIFAR10
 
 from darts_pl.data.base import ClassificationDataModule, Mode
 from darts_pl.data.transforms import Cutout
+from darts_pl.errors import ConfigurationError, DataNotFoundError
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -37,7 +38,8 @@ class CIFAR10DataModule(ClassificationDataModule):
         super().__init__(mode=mode, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          train_portion=train_portion, num_workers=num_workers, seed=seed)
         if cutout_length < 0:
-            raise ValueError(f"CIFAR10DataModule: cutout_length={cutout_length} must be >= 0 (0 disables cutout).")
+            raise ConfigurationError(
+                f"CIFAR10DataModule: cutout_length={cutout_length} must be >= 0 (0 disables cutout).")
         self.data_dir = data_dir
         self.download = download
         self.cutout_length = cutout_length
@@ -45,8 +47,8 @@ class CIFAR10DataModule(ClassificationDataModule):
     def _present(self) -> bool:
         return (Path(self.data_dir) / CIFAR10.base_folder / "data_batch_1").is_file()
 
-    def _missing(self, reason: str) -> FileNotFoundError:
-        return FileNotFoundError(
+    def _missing(self, reason: str) -> DataNotFoundError:
+        return DataNotFoundError(
             f"CIFAR-10 is not available under --data.data_dir {self.data_dir!r} ({reason}). Either set "
             "--data.download true on a machine with internet access, or copy the extracted "
             f"'{CIFAR10.base_folder}/' folder into --data.data_dir and set --data.download false.")

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from darts_pl.data.base import ClassificationDataModule, Mode
+from darts_pl.errors import ConfigurationError
 
 
 class DigitsDataModule(ClassificationDataModule):
@@ -29,7 +30,7 @@ class DigitsDataModule(ClassificationDataModule):
         super().__init__(mode=mode, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          train_portion=train_portion, num_workers=num_workers, seed=seed)
         if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"DigitsDataModule: test_fraction={test_fraction} must be in (0, 1).")
+            raise ConfigurationError(f"DigitsDataModule: test_fraction={test_fraction} must be in (0, 1).")
         self.test_fraction = test_fraction
 
     def build_datasets(self) -> tuple[Dataset, Dataset, Dataset | None]:

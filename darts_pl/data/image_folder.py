@@ -12,6 +12,7 @@ from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
 from darts_pl.data.base import ClassificationDataModule, Mode
+from darts_pl.errors import ConfigurationError, DataNotFoundError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -34,7 +35,7 @@ def image_folder(root: Path, transform: T.Compose, setting: str) -> ImageFolder:
     try:
         return ImageFolder(str(root), transform=transform)
     except (FileNotFoundError, RuntimeError) as err:
-        raise FileNotFoundError(f"{setting} {str(root)!r} is not an image folder ({err}).\n{LAYOUT}") from None
+        raise DataNotFoundError(f"{setting} {str(root)!r} is not an image folder ({err}).\n{LAYOUT}") from None
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -56,7 +57,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         super().__init__(mode=mode, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          train_portion=train_portion, num_workers=num_workers, seed=seed)
         if image_size < 8:
-            raise ValueError(f"ImageFolderDataModule: image_size={image_size} must be >= 8.")
+            raise ConfigurationError(f"ImageFolderDataModule: image_size={image_size} must be >= 8.")
         self.data_dir = data_dir
         self.image_size = image_size
         self.mean, self.std = tuple(mean), tuple(std)
@@ -66,7 +67,7 @@ class ImageFolderDataModule(ClassificationDataModule):
     def _roots(self) -> tuple[Path, Path | None]:
         root = Path(self.data_dir)
         if not root.is_dir():
-            raise FileNotFoundError(f"--data.data_dir {self.data_dir!r} does not exist.\n{LAYOUT}")
+            raise DataNotFoundError(f"--data.data_dir {self.data_dir!r} does not exist.\n{LAYOUT}")
         train = find_split(root, ("train",)) or root
         return train, find_split(root, ("val", "test"))
 
@@ -81,7 +82,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         train_plain = image_folder(train_root, eval_tf, "--data.data_dir")
         test = image_folder(test_root, eval_tf, "--data.data_dir") if test_root else None
         if test is not None and test.classes != train_aug.classes:
-            raise ValueError(f"--data.data_dir {self.data_dir!r}: the class folders of {test_root.name}/ "
+            raise ConfigurationError(f"--data.data_dir {self.data_dir!r}: the class folders of {test_root.name}/ "
                              f"{test.classes} differ from train/ {train_aug.classes}; use the same classes.")
         self.classes = train_aug.classes
         return train_aug, train_plain, test

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from darts_pl.errors import ConfigurationError
+
 
 class Cutout:
     """Zero a ``length``×``length`` square at a uniformly random centre (DeVries & Taylor, 2017).
@@ -13,7 +15,7 @@ class Cutout:
 
     def __init__(self, length: int, generator: torch.Generator | None = None) -> None:
         if length < 1:
-            raise ValueError(f"Cutout: length={length} must be >= 1 (16 in the paper's CIFAR-10 recipe).")
+            raise ConfigurationError(f"Cutout: length={length} must be >= 1 (16 in the paper's CIFAR-10 recipe).")
         self.length = length
         self.generator = generator
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.distributed as dist
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
+from darts_pl.distributed import broadcast_, configure_cpu_threads
+from darts_pl.errors import ConfigurationError
 from darts_pl.search.base import LossOutput, SearchSpace
 from darts_pl.strategies import ArchStrategy, FirstOrder
 
@@ -60,9 +61,9 @@ class LitSearch(L.LightningModule):
     ) -> None:
         super().__init__()
         if grad_clip is not None and grad_clip <= 0:
-            raise ValueError(f"LitSearch: grad_clip={grad_clip} must be > 0, or null to disable clipping.")
+            raise ConfigurationError(f"LitSearch: grad_clip={grad_clip} must be > 0, or null to disable clipping.")
         if warmup_epochs < 0:
-            raise ValueError(f"LitSearch: warmup_epochs={warmup_epochs} must be >= 0.")
+            raise ConfigurationError(f"LitSearch: warmup_epochs={warmup_epochs} must be >= 0.")
         self.automatic_optimization = False
         self.space = space
         self.strategy = strategy if strategy is not None else FirstOrder()
@@ -71,6 +72,9 @@ class LitSearch(L.LightningModule):
         self.weight_scheduler = weight_scheduler
         self.grad_clip = grad_clip
         self.warmup_epochs = warmup_epochs
+        # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
+        # expect them in its reducer (they never receive .grad from the weight step's backward).
+        self._ddp_params_and_buffers_to_ignore = [f"space.{name}" for name, _ in space.named_arch_parameters()]
         self.metrics = torch.nn.ModuleDict({
             f"{split}_{name}": MeanMetric() for split in ("train", "arch", "val") for name in ("loss", "acc")
         })
@@ -83,13 +87,19 @@ class LitSearch(L.LightningModule):
             return [weight_opt, arch_opt]
         return [weight_opt, arch_opt], [{"scheduler": self.weight_scheduler(weight_opt), "interval": "epoch"}]
 
+    def setup(self, stage: str) -> None:
+        configure_cpu_threads(self.trainer)
+
+    def on_fit_start(self) -> None:
+        broadcast_(self.space.arch_parameters())  # DDP syncs the weights at wrap time, not the ignored alphas
+
     # ------------------------------------------------------------------ the loop
     def on_train_epoch_start(self) -> None:
         self.space.reset_state()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
-            raise ValueError("LitSearch needs batches {'train': ..., 'val': ...}; use a data module in "
+            raise ConfigurationError("LitSearch needs batches {'train': ..., 'val': ...}; use a data module in "
                              "search mode (e.g. --data.mode search).")
         weight_opt, arch_opt = self.optimizers()
         train_batch, val_batch = batch["train"], batch["val"]
@@ -100,7 +110,7 @@ class LitSearch(L.LightningModule):
                 step = self.strategy.arch_gradients(self.space, train_batch, val_batch,
                                                     weight_opt.optimizer, self.grad_clip)
                 for alpha, grad in zip(self.space.arch_parameters(), step.grads):
-                    alpha.grad = _all_reduce_mean(grad)
+                    alpha.grad = grad  # already averaged over ranks by the strategy
                 arch_opt.step()
                 self.space.commit("val")
                 self._update_metrics("arch", step.val)
@@ -170,11 +180,3 @@ def _scaled_lr(optimizer: torch.optim.Optimizer, scale: float) -> Iterator[None]
     finally:
         for group, lr in zip(optimizer.param_groups, base):
             group["lr"] = lr
-
-
-def _all_reduce_mean(grad: torch.Tensor) -> torch.Tensor:
-    """Average a gradient over ranks: gradients from ``torch.autograd.grad`` are not seen by DDP."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        grad /= dist.get_world_size()
-    return grad

@@ -20,8 +20,11 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn as nn
 
+from darts_pl.errors import ConfigurationError
+
 Stream = Literal["train", "val"]
 ARCH_PREFIX = "alpha_"
+
 
 
 class LossOutput(NamedTuple):
@@ -94,4 +97,4 @@ def init_alpha(num_edges: int, num_ops: int, init: Literal["randn", "zeros"], sc
         return nn.Parameter(torch.zeros(num_edges, num_ops))
     if init == "randn":
         return nn.Parameter(scale * torch.randn(num_edges, num_ops))
-    raise ValueError(f"Unknown alpha_init {init!r}; use 'randn' (original code) or 'zeros' (paper).")
+    raise ConfigurationError(f"Unknown alpha_init {init!r}; use 'randn' (original code) or 'zeros' (paper).")

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
 from darts_pl.ops import FactorizedReduce, PreActivated, ReLUConvBN, make_op
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
@@ -204,7 +205,9 @@ def _check_sizes(**sizes: int) -> None:
         if value < minimum[name]:
             why = " (the reduction cells sit at 1/3 and 2/3 of the depth, and a normal cell is needed too)" \
                 if name == "num_cells" else ""
-            raise ValueError(f"CNNSearchSpace: {name}={value} is too small{why}; use {name} >= {minimum[name]}.")
+            raise ConfigurationError(
+                f"CNNSearchSpace: {name}={value} is too small{why}; use {name} >= {minimum[name]}.")
     if sizes["multiplier"] > sizes["num_nodes"]:
-        raise ValueError(f"CNNSearchSpace: multiplier={sizes['multiplier']} exceeds num_nodes={sizes['num_nodes']}; "
-                         "the cell output concatenates the last `multiplier` nodes, so use multiplier <= num_nodes.")
+        raise ConfigurationError(
+            f"CNNSearchSpace: multiplier={sizes['multiplier']} exceeds num_nodes={sizes['num_nodes']}; "
+            "the cell output concatenates the last `multiplier` nodes, so use multiplier <= num_nodes.")

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from darts_pl.distributed import all_reduce_mean_
 from darts_pl.search.base import SearchSpace
 from darts_pl.strategies.base import ArchStep, ArchStrategy, grads_or_zeros
 
@@ -17,4 +18,6 @@ class FirstOrder(ArchStrategy):
     def arch_gradients(self, space: SearchSpace, train_batch: Any, val_batch: Any,
                        weight_optimizer: torch.optim.Optimizer, grad_clip: float | None = None) -> ArchStep:
         val = space(val_batch, "val")
-        return ArchStep(grads_or_zeros(val.loss, space.arch_parameters()), val._replace(loss=val.loss.detach()))
+        grads = grads_or_zeros(val.loss, space.arch_parameters())
+        all_reduce_mean_(grads)  # the global batch's gradient under DDP
+        return ArchStep(grads, val._replace(loss=val.loss.detach()))

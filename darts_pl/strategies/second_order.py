@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import torch
 
+from darts_pl.distributed import all_reduce_mean_
+from darts_pl.errors import ConfigurationError
 from darts_pl.search.base import SearchSpace
 from darts_pl.strategies.base import ArchStep, ArchStrategy, evaluate, grads_or_zeros
 
@@ -42,9 +44,9 @@ class SecondOrder(ArchStrategy):
     def __init__(self, hessian: Literal["finite_difference", "exact"] = "finite_difference",
                  epsilon_scale: float = 0.01, float64_hessian: bool = False) -> None:
         if hessian not in ("finite_difference", "exact"):
-            raise ValueError(f"SecondOrder: unknown hessian={hessian!r}; use 'finite_difference' or 'exact'.")
+            raise ConfigurationError(f"SecondOrder: unknown hessian={hessian!r}; use 'finite_difference' or 'exact'.")
         if epsilon_scale <= 0:
-            raise ValueError(f"SecondOrder: epsilon_scale={epsilon_scale} must be > 0 (the paper uses 0.01).")
+            raise ConfigurationError(f"SecondOrder: epsilon_scale={epsilon_scale} must be > 0 (the paper uses 0.01).")
         self.hessian = hessian
         self.epsilon_scale = epsilon_scale
         self.float64_hessian = float64_hessian
@@ -57,6 +59,7 @@ class SecondOrder(ArchStrategy):
 
         # Eq. 6: one virtual SGD step on the train batch, w -> w'.
         grad_train = grads_or_zeros(space(train_batch, "train").loss, weights)
+        all_reduce_mean_(grad_train)  # under DDP every rank steps to the same w' (the global batch's)
         coef = 1.0
         if space.clips_virtual_step and grad_clip is not None:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad_train]))
@@ -77,6 +80,7 @@ class SecondOrder(ArchStrategy):
         # Eq. 7, first term and v: gradients of the val loss at w'.
         val = evaluate(space, val_batch, "val", virtual)
         grads = grads_or_zeros(val.loss, list(virtual.values()) + alphas)
+        all_reduce_mean_(grads)
         v, d_alpha = grads[: len(names)], grads[len(names):]
         del virtual, grads
 
@@ -84,6 +88,7 @@ class SecondOrder(ArchStrategy):
             implicit = self._exact_hvp(space, train_batch, weights, alphas, v)
         else:
             implicit = self._finite_difference_hvp(space, train_batch, names, weights, alphas, v)
+        all_reduce_mean_(implicit)
         scale = xi * coef
         grads = [(d - scale * h.to(d.dtype)).detach() for d, h in zip(d_alpha, implicit)]
         return ArchStep(grads, val._replace(loss=val.loss.detach()))
@@ -123,7 +128,7 @@ class SecondOrder(ArchStrategy):
 def _learning_rate(optimizer: torch.optim.Optimizer) -> float:
     lrs = {float(group["lr"]) for group in optimizer.param_groups}
     if len(lrs) != 1:
-        raise ValueError(f"SecondOrder: the weight optimizer's param groups have different learning rates "
+        raise ConfigurationError(f"SecondOrder: the weight optimizer's param groups have different learning rates "
                          f"{sorted(lrs)}; the unrolled step uses one xi. Use one learning rate for all weights.")
     return lrs.pop()
 
@@ -137,7 +142,7 @@ def _sgd_state(optimizer: torch.optim.Optimizer, groups: dict[int, dict[str, Any
     """(momentum, weight decay, momentum buffer) the optimizer would apply to ``param``."""
     group = groups.get(id(param))
     if group is None:
-        raise ValueError("SecondOrder: a weight of the search space is not in the weight optimizer; "
+        raise ConfigurationError("SecondOrder: a weight of the search space is not in the weight optimizer; "
                          "give the weight optimizer space.weight_parameters().")
     buf = optimizer.state.get(param, {}).get("momentum_buffer")
     return float(group.get("momentum", 0.0)), float(group.get("weight_decay", 0.0)), buf

@@ -1,0 +1,85 @@
+"""``SkipConnectEarlyStop``: stop a search before it collapses into skip connections (DARTS+ rule).
+
+DARTS searched for long enough drifts towards parameter-free ops: skip connections win the normal cell
+and the derived network is shallow and weak (Liang et al., "DARTS+: Improved Differentiable Architecture
+Search with Early Stopping", 2019, arXiv 1909.06035, Sec. 3). Their first criterion stops the search as
+soon as the derived normal cell holds two or more skip connections; the genotype of that epoch is the
+result. ``ArchitectureMonitor`` logs the count as ``collapse/normal/num_skip_connect`` every epoch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from darts_pl.errors import ConfigurationError
+from darts_pl.genotypes import Genotype
+
+
+class SkipConnectEarlyStop(Callback):
+    """Stop the search when the derived normal cell holds at least ``num_skip_connects`` skip connections.
+
+    Checked after every training epoch, on the genotype ``GenotypeCheckpoint`` writes for that epoch (list
+    this callback after it, so that epoch's files are written first); the fit then ends as usual and
+    ``genotype.json`` is the genotype of the stopping epoch. The reason is printed and kept in ``reason``.
+
+    Args:
+        num_skip_connects: Stop at this many skip connections in the normal cell (2 in DARTS+).
+        min_epochs: Never stop before this many epochs have run.
+
+    Raises:
+        ConfigurationError: ``num_skip_connects < 1`` or ``min_epochs < 0``; at setup, a search space whose
+            genotype has no normal cell (recurrent spaces).
+
+    Example::
+
+        trainer = L.Trainer(callbacks=[GenotypeCheckpoint(), SkipConnectEarlyStop(num_skip_connects=2, min_epochs=10)])
+    """
+
+    def __init__(self, num_skip_connects: int = 2, min_epochs: int = 0) -> None:
+        if num_skip_connects < 1:
+            raise ConfigurationError(f"SkipConnectEarlyStop: num_skip_connects={num_skip_connects} must be >= 1 "
+                                     "(DARTS+ stops at 2).")
+        if min_epochs < 0:
+            raise ConfigurationError(f"SkipConnectEarlyStop: min_epochs={min_epochs} must be >= 0.")
+        self.num_skip_connects = num_skip_connects
+        self.min_epochs = min_epochs
+        self.stopped_epoch: int | None = None
+        self.reason: str | None = None
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        space = getattr(pl_module, "space", None)
+        genotype = space.genotype() if callable(getattr(space, "genotype", None)) else None
+        if not isinstance(genotype, Genotype):
+            raise ConfigurationError(
+                f"SkipConnectEarlyStop watches the normal cell of a convolutional search, but "
+                f"{type(pl_module).__name__} derives {type(genotype).__name__}; remove the callback from this run.")
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        count = sum(op == "skip_connect" for op, _ in pl_module.space.genotype().normal)
+        collapsed = count >= self.num_skip_connects and epoch + 1 >= self.min_epochs
+        # The genotype is the same on every rank; agreeing explicitly keeps ranks in step regardless.
+        collapsed = trainer.strategy.reduce_boolean_decision(collapsed, all=False)
+        if not collapsed:
+            return
+        trainer.should_stop = True
+        self.stopped_epoch = epoch
+        self.reason = (f"SkipConnectEarlyStop: stopping the search after epoch {epoch}: the derived normal cell "
+                       f"holds {count} skip connections (num_skip_connects={self.num_skip_connects}, the DARTS+ "
+                       f"collapse rule); its genotype is the result.")
+        rank_zero_info(self.reason)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"stopped_epoch": self.stopped_epoch, "reason": self.reason}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.stopped_epoch = state_dict.get("stopped_epoch")
+        self.reason = state_dict.get("reason")

@@ -1,0 +1,278 @@
+"""``ArchitectureMonitor``: where the alphas are going, every search epoch, in every logger and on disk.
+
+After each training epoch it reads ``space.edge_probs()`` (softmax(alpha), ``{cell type: (edges, ops)}``)
+and the derived genotype of the module's search space, and logs:
+
+=====================================================  ==========================================================
+key                                                    what
+=====================================================  ==========================================================
+``alpha/<cell>/edge_<NN>/<op>``                        probability of ``op`` on edge ``NN`` (every logger)
+``alpha_entropy/<cell>``                               mean entropy of the edges' distributions, in nats;
+                                                       ``log(num ops)`` is uniform, 0 is one-hot (every logger)
+``collapse/normal/num_skip_connect``                   skip connections in the derived normal cell (every logger)
+``collapse/normal/num_parameter_free``                 skip connections and pooling ops in it (every logger)
+``alpha_heatmap/<cell>``                               heatmap image, edges × ops, values printed (W&B, TensorBoard)
+``alpha_table/<cell>``                                 exact probabilities: ``wandb.Table`` / TensorBoard text
+``alpha_hist/<cell>/<op>``                             the op's probabilities over edges (TensorBoard histogram)
+=====================================================  ==========================================================
+
+``<cell>`` is a key of ``edge_probs()``: ``normal`` and ``reduce`` for convolutional spaces, ``recurrent``
+for recurrent ones. ``NN`` is the edge's row in the alpha matrix, zero-padded; the edge's name
+(``c_{k-2}->0``...) is in the table, the heatmap and the history file. The ``collapse/*`` keys exist for
+convolutional genotypes only.
+
+Every run, with any logger or none, also gets the alpha history in its run directory, rewritten
+atomically after each epoch, readable with numpy and json alone:
+
+* ``alpha_history.npz``: ``epochs`` (T,), ``global_steps`` (T,), and one float32 array per cell type,
+  ``(T, edges, ops)``;
+* ``alpha_history.json``: ``cell_types``, ``primitives`` (column names), ``edge_labels`` (row names),
+  ``epochs``, ``shapes``.
+
+Example::
+
+    monitor = ArchitectureMonitor()
+    trainer = L.Trainer(callbacks=[monitor, GenotypeCheckpoint()], logger=WandbLogger(project="darts_pl"))
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from darts_pl.callbacks import media
+from darts_pl.callbacks.rundir import run_dir
+from darts_pl.errors import ConfigurationError
+from darts_pl.genotypes import Genotype, atomic_write_text
+from darts_pl.ops import is_parameter_free
+
+HISTORY_ARRAYS = "alpha_history.npz"
+HISTORY_META = "alpha_history.json"
+FORMAT = "darts_pl.alpha_history/1"
+CHECKPOINT_KEY = "darts_pl.alpha_history"
+
+
+class AlphaHistory:
+    """Per-epoch op probabilities of every cell type, and their two files.
+
+    Args:
+        primitives: Op names (columns).
+        edge_labels: Edge names (rows).
+    """
+
+    def __init__(self, primitives: Sequence[str], edge_labels: Sequence[str]) -> None:
+        self.primitives = list(primitives)
+        self.edge_labels = list(edge_labels)
+        self.epochs: list[int] = []
+        self.global_steps: list[int] = []
+        self.probs: dict[str, list[np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def append(self, epoch: int, global_step: int, probs: Mapping[str, np.ndarray | torch.Tensor]) -> None:
+        """Record ``probs`` (``{cell type: (edges, ops)}``) for ``epoch``, replacing ``epoch`` and later ones."""
+        self.truncate(epoch)
+        shape = (len(self.edge_labels), len(self.primitives))
+        if self.probs and set(probs) != set(self.probs):
+            raise ConfigurationError(f"Cell types changed from {sorted(self.probs)} to {sorted(probs)} during the "
+                                     "search; the alpha history needs the same cell types every epoch.")
+        for cell, value in probs.items():
+            array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float32)
+            if array.shape != shape:
+                raise ConfigurationError(f"edge_probs()[{cell!r}] has shape {array.shape}; expected {shape} "
+                                         f"({len(self.edge_labels)} edge labels × {len(self.primitives)} primitives).")
+            self.probs.setdefault(cell, []).append(array)
+        self.epochs.append(int(epoch))
+        self.global_steps.append(int(global_step))
+
+    def truncate(self, epoch: int) -> None:
+        """Forget ``epoch`` and every later one (a resumed run repeats them)."""
+        keep = sum(1 for e in self.epochs if e < epoch)
+        self.epochs, self.global_steps = self.epochs[:keep], self.global_steps[:keep]
+        self.probs = {cell: rows[:keep] for cell, rows in self.probs.items()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``epochs``, ``global_steps`` and ``{cell: (T, edges, ops)}``."""
+        out = {"epochs": np.asarray(self.epochs, dtype=np.int64),
+               "global_steps": np.asarray(self.global_steps, dtype=np.int64)}
+        for cell, rows in self.probs.items():
+            out[cell] = np.stack(rows) if rows else np.zeros((0, len(self.edge_labels), len(self.primitives)),
+                                                                np.float32)  # (T, edges, ops)
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        arrays = self.arrays()
+        return {
+            "format": FORMAT,
+            "arrays": HISTORY_ARRAYS,
+            "cell_types": list(self.probs),
+            "primitives": self.primitives,
+            "edge_labels": self.edge_labels,
+            "epochs": self.epochs,
+            "shapes": {cell: list(arrays[cell].shape) for cell in self.probs},
+            "description": "softmax(alpha) after each training epoch; "
+                           f"{HISTORY_ARRAYS}[cell][i, edge, op] belongs to epochs[i].",
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
+        """Write both files atomically (arrays first: a reader that trusts the .npz never sees a mix)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{HISTORY_ARRAYS}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **self.arrays())
+            os.replace(tmp, directory / HISTORY_ARRAYS)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        meta = atomic_write_text(directory / HISTORY_META, json.dumps(self.metadata(), indent=1) + "\n")
+        return directory / HISTORY_ARRAYS, meta
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> AlphaHistory:
+        """Read the files ``save`` wrote."""
+        directory = Path(directory)
+        meta = json.loads((directory / HISTORY_META).read_text())
+        history = cls(meta["primitives"], meta["edge_labels"])
+        with np.load(directory / HISTORY_ARRAYS) as arrays:
+            history.epochs = arrays["epochs"].tolist()
+            history.global_steps = arrays["global_steps"].tolist()
+            history.probs = {cell: list(arrays[cell]) for cell in meta["cell_types"]}
+        return history
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"primitives": self.primitives, "edge_labels": self.edge_labels, "epochs": self.epochs,
+                "global_steps": self.global_steps,
+                "probs": {cell: torch.from_numpy(array) for cell, array in self.arrays().items()
+                          if cell in self.probs}}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> AlphaHistory:
+        history = cls(state["primitives"], state["edge_labels"])
+        history.epochs = [int(e) for e in state["epochs"]]
+        history.global_steps = [int(s) for s in state["global_steps"]]
+        history.probs = {cell: list(torch.as_tensor(value).numpy()) for cell, value in state["probs"].items()}
+        return history
+
+
+def edge_key(cell: str, edge: int, op: str, num_edges: int) -> str:
+    """Scalar key of one op's probability: ``alpha/<cell>/edge_<NN>/<op>`` with ``NN`` zero-padded."""
+    return f"alpha/{cell}/edge_{edge:0{len(str(max(num_edges - 1, 0)))}d}/{op}"
+
+
+def collapse_counts(genotype: Any, cell: str = "normal") -> dict[str, int]:
+    """Skip connections and parameter-free ops (skip, pooling) in one cell of a convolutional genotype."""
+    if not isinstance(genotype, Genotype):
+        return {}
+    ops = [op for op, _ in getattr(genotype, cell)]
+    return {"num_skip_connect": sum(op == "skip_connect" for op in ops),
+            "num_parameter_free": sum(is_parameter_free(op) for op in ops)}
+
+
+class ArchitectureMonitor(Callback):
+    """Log the op probabilities of every edge and the collapse counts after each training epoch, and keep
+    the alpha history in the run directory (see the module docstring for the keys and the files).
+
+    Works with any logger, or none: scalars reach every logger; heatmaps and tables go to W&B and
+    TensorBoard; the history files are always written. Files and media come from rank 0 only. A model
+    without a search space (training a derived network) is left alone. Listed twice (a config plus the
+    W&B overlay), only the first instance runs.
+
+    Args:
+        log_scalars: Log one scalar per edge and op (``alpha/...``); turn off to keep dashboards small.
+        log_media: Log heatmap images and probability tables to W&B/TensorBoard.
+        dirpath: Where the history files go; the run directory when omitted.
+    """
+
+    def __init__(self, log_scalars: bool = True, log_media: bool = True, dirpath: str | None = None) -> None:
+        self.log_scalars = log_scalars
+        self.log_media = log_media
+        self.dirpath = dirpath
+        self.history: AlphaHistory | None = None
+        self._active = True
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        space = getattr(pl_module, "space", None)
+        first = next(cb for cb in trainer.callbacks if isinstance(cb, ArchitectureMonitor))
+        if first is not self:
+            self._active = False
+            rank_zero_info("ArchitectureMonitor is listed more than once; only the first one runs.")
+        elif not callable(getattr(space, "edge_probs", None)):
+            self._active = False
+            rank_zero_info(f"ArchitectureMonitor: {type(pl_module).__name__} has no search space "
+                           "(`space.edge_probs()`), so there are no alphas to monitor.")
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active or trainer.sanity_checking:
+            return
+        space = pl_module.space
+        probs = {cell: p.detach().float().cpu() for cell, p in space.edge_probs().items()}  # {cell: (edges, ops)}
+        primitives, labels = list(space.primitives), list(space.edge_labels())
+        genotype = space.genotype()
+        self._log_scalars(pl_module, probs, primitives, genotype)
+        directory = Path(self.dirpath) if self.dirpath else run_dir(trainer)  # every rank: log_dir broadcasts
+        if not trainer.is_global_zero:
+            return
+        if self.history is None or (self.history.primitives, self.history.edge_labels) != (primitives, labels):
+            self.history = AlphaHistory(primitives, labels)
+        self.history.append(trainer.current_epoch, trainer.global_step, probs)
+        self.history.save(directory)
+        if self.log_media and media.wants_media(trainer):
+            self._log_media(trainer, probs, primitives, labels)
+
+    def _log_scalars(self, pl_module: L.LightningModule, probs: dict[str, torch.Tensor], primitives: list[str],
+                     genotype: Any) -> None:
+        # Identical on every rank (alphas are synchronised), so every rank logs: monitors see the same values.
+        metrics: dict[str, float] = {}
+        for cell, p in probs.items():
+            entropy = -(p * p.clamp_min(1e-30).log()).sum(-1).mean()
+            metrics[f"alpha_entropy/{cell}"] = float(entropy)
+            if self.log_scalars:
+                for (edge, op), value in np.ndenumerate(p.numpy()):
+                    metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)
+        for name, count in collapse_counts(genotype, "normal").items():
+            metrics[f"collapse/normal/{name}"] = float(count)
+        for name, value in metrics.items():
+            pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
+
+    def _log_media(self, trainer: L.Trainer, probs: dict[str, torch.Tensor], primitives: list[str],
+                   labels: list[str]) -> None:
+        from darts_pl.viz import figure_to_array, plot_alpha_heatmap
+
+        images = {}
+        for cell, p in probs.items():
+            title = f"{cell} cell, epoch {trainer.current_epoch}: softmax(alpha)"
+            images[f"alpha_heatmap/{cell}"] = figure_to_array(plot_alpha_heatmap(p.numpy(), primitives, labels,
+                                                                                 title=title))
+            rows = [[edge, labels[edge], *map(float, row)] for edge, row in enumerate(p.tolist())]
+            media.log_table(trainer, f"alpha_table/{cell}", ["edge", "label", *primitives], rows)
+            media.log_histograms(trainer, {f"alpha_hist/{cell}/{op}": p[:, j].numpy()
+                                           for j, op in enumerate(primitives)})
+        media.log_images(trainer, images)
+
+    # The history travels in the checkpoint under its own key rather than as callback state: Lightning refuses
+    # two stateful callbacks of one type, and a config plus the W&B overlay may list this callback twice.
+    @override
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._active and self.history is not None:
+            checkpoint[CHECKPOINT_KEY] = self.history.state_dict()
+
+    @override
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(CHECKPOINT_KEY)
+        if self._active and state:
+            self.history = AlphaHistory.from_state_dict(state)

@@ -1,0 +1,195 @@
+"""The DARTS recurrent search space: a supernet highway cell on Penn Treebank (Liu et al., 2019, Sec. 2.1, 3.2).
+
+Follows the original ``rnn/model_search.py``. The cell has ``num_nodes`` (8) nodes after s0, the
+highway over x_t and h_{t-1}; node ``i`` reads every earlier state ``s_j`` through one gate matrix
+W_i shared by its incoming edges, ``c, h = split(s_j W_i)``, and is the mixed op (paper Eq. 2)
+
+    s_i = sum_j sum_op p_{j->i}(op) * (s_j + sigmoid(c) * (op(h) - s_j)),   op in tanh, relu, sigmoid, identity
+
+(``none`` adds zero). h_t is the mean of the eight nodes. Embedding, tied decoder, dropouts and the
+temporal activation regularisation are those of :mod:`darts_pl.networks.rnn`.
+
+Hidden state: each stream (``"train"`` for weight steps, ``"val"`` for alpha steps) carries its own
+state across batches, detached (truncated BPTT). A forward reads the stream's committed state and
+leaves the new one pending; :meth:`commit` makes it current, so the last evaluation of a phase is the
+one carried forward (a second-order step evaluates the train batch three times and the val batch at
+the virtual weights). In eval mode (the validation loop) the state lives in a separate stream per name
+and is committed at once; :meth:`reset_state` in eval mode forgets only those, so a validation run in
+the middle of an epoch does not disturb the training streams.
+
+Notes (as in the original code, or deviations from it):
+    * BatchNorm without affine parameters normalises s0 and every node during search, one BatchNorm
+      shared by all nodes, as in the original.
+    * The mixed op is computed as ``P s_j + sigmoid(c) (sum_op p(op) op(h) - P s_j)`` with ``P`` the
+      probability mass of the non-``none`` ops: the same value as the sum above, one highway per edge
+      instead of one per op.
+    * Alphas are ``1e-3 · N(0, 1)`` by default (``alpha_init="zeros"`` for the paper's text).
+    * ``clips_virtual_step``: the second-order step clips the training gradient at the weight
+      optimizer's clip (0.25) before the virtual step, as the original RNN code does.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from darts_pl.errors import ConfigurationError
+from darts_pl.genotypes import RNN_PRIMITIVES, RNNGenotype, derive_rnn
+from darts_pl.networks.rnn import (
+    HighwayCell,
+    RNNModel,
+    activation_regularization,
+    get_activation,
+    language_model_loss,
+)
+from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
+
+EVAL_PREFIX = "eval/"
+
+
+class SearchCell(HighwayCell):
+    """The supernet cell: every node a mixed op over all earlier states (see the module docstring)."""
+
+    def __init__(self, emb_size: int, hidden_size: int, num_nodes: int, primitives: Sequence[str],
+                 dropout_x: float, dropout_hidden: float) -> None:
+        super().__init__(emb_size, hidden_size, num_nodes, dropout_x, dropout_hidden)
+        self.bn = nn.BatchNorm1d(hidden_size, affine=False)
+        self.columns = [k for k, name in enumerate(primitives) if name != "none"]  # alpha column of each op run
+        self.activations = [get_activation(primitives[k]) for k in self.columns]
+
+    def step(self, s0: torch.Tensor, h_mask: torch.Tensor | None, op_probs: torch.Tensor | None = None,
+             **kwargs: Any) -> torch.Tensor:
+        """One time step; ``op_probs`` (edges, ops run) are the probabilities of the non-``none`` ops."""
+        assert op_probs is not None
+        states = self.bn(s0).unsqueeze(0)  # (1, B, H)
+        offset = 0
+        for i, weight in enumerate(self.node_weights):
+            n = i + 1  # node i+1 reads s_0..s_i
+            masked = states * h_mask if h_mask is not None else states
+            c, h = (masked @ weight).chunk(2, dim=-1)  # (n, B, H) each
+            c = torch.sigmoid(c)
+            p = op_probs[offset:offset + n]  # (n, ops)
+            mixed = sum(p[:, k, None, None] * fn(h) for k, fn in enumerate(self.activations))  # (n, B, H)
+            mass = p.sum(-1)[:, None, None]  # (n, 1, 1)
+            node = (mass * states + c * (mixed - mass * states)).sum(0)  # (B, H): Eq. 2 over the n edges
+            states = torch.cat([states, self.bn(node).unsqueeze(0)])  # (n + 1, B, H)
+            offset += n
+        return states[1:].mean(0)  # (B, H)
+
+
+class RNNSearchSpace(SearchSpace):
+    """The DARTS PTB supernet.
+
+    Args:
+        num_tokens: Vocabulary size (linked from the data module by the CLI).
+        emb_size: Embedding width (300 in the paper's search).
+        hidden_size: Hidden width; must equal ``emb_size`` (tied decoder).
+        num_nodes: Nodes after s0 (8).
+        primitives: Candidate ops on every edge, from ``none, tanh, relu, sigmoid, identity``.
+        dropout_output: Variational dropout on the cell output (0.75).
+        dropout_hidden: Variational dropout on h_{t-1} and the nodes' inputs (0.25).
+        dropout_x: Variational dropout on x_t (0.75).
+        dropout_input: Variational dropout on the embedded words (0.2).
+        dropout_embedding: Word-level embedding dropout (0 in the search).
+        ar: Activation regularisation weight (0).
+        tar: Temporal activation regularisation weight (1e-3), added when ``forward(..., regularized=True)``.
+        alpha_init: ``"randn"`` (original code: ``alpha_init_scale · N(0, 1)``) or ``"zeros"`` (paper).
+        alpha_init_scale: Scale of the random alpha initialisation.
+    """
+
+    task = "language_model"
+    clips_virtual_step = True
+
+    def __init__(
+        self,
+        num_tokens: int = 10000,
+        emb_size: int = 300,
+        hidden_size: int = 300,
+        num_nodes: int = 8,
+        primitives: Sequence[str] = RNN_PRIMITIVES,
+        dropout_output: float = 0.75,
+        dropout_hidden: float = 0.25,
+        dropout_x: float = 0.75,
+        dropout_input: float = 0.2,
+        dropout_embedding: float = 0.0,
+        ar: float = 0.0,
+        tar: float = 1e-3,
+        alpha_init: Literal["randn", "zeros"] = "randn",
+        alpha_init_scale: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if num_nodes < 1:
+            raise ConfigurationError(f"RNNSearchSpace: num_nodes={num_nodes} must be >= 1 (8 in the paper).")
+        self._primitives = list(primitives)
+        if not [name for name in self._primitives if name != "none"]:
+            raise ConfigurationError(f"RNNSearchSpace: primitives={self._primitives} has no op besides 'none'; "
+                             f"the paper's are {list(RNN_PRIMITIVES)}.")
+        for name in self._primitives:
+            if name != "none":
+                get_activation(name)  # fail early, listing the known names
+        self.num_nodes = num_nodes
+        self.ar = ar
+        self.tar = tar
+        cell = SearchCell(emb_size, hidden_size, num_nodes, self._primitives, dropout_x, dropout_hidden)
+        self.network = RNNModel(num_tokens, cell, emb_size, dropout_output=dropout_output,
+                                dropout_input=dropout_input, dropout_embedding=dropout_embedding)
+        num_edges = num_nodes * (num_nodes + 1) // 2
+        self.alpha_recurrent = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
+        self._committed: dict[str, torch.Tensor] = {}
+        self._pending: dict[str, torch.Tensor] = {}
+
+    @property
+    def primitives(self) -> list[str]:
+        return list(self._primitives)
+
+    # ------------------------------------------------------------------ objective
+    def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
+        inputs, target = batch["input"], batch["target"]  # (T, B) each
+        key = stream if self.training else EVAL_PREFIX + stream
+        op_probs = F.softmax(self.alpha_recurrent, dim=-1)[:, self.network.cell.columns]  # (edges, ops run)
+        out = self.network(inputs, self._carried(key, inputs), op_probs=op_probs)
+        loss = language_model_loss(out, target)
+        if regularized:
+            loss = loss + activation_regularization(out, self.ar, self.tar)
+        self._pending[key] = out.hidden.detach()
+        if not self.training:
+            self._commit(key)
+        return LossOutput(loss, None, target)
+
+    def _carried(self, key: str, inputs: torch.Tensor) -> torch.Tensor | None:
+        hidden = self._committed.get(key)
+        if hidden is None or hidden.size(0) != inputs.size(1):  # first window, or another batch size
+            return None
+        return hidden.to(inputs.device)
+
+    def commit(self, stream: Stream) -> None:
+        self._commit(stream)
+
+    def _commit(self, key: str) -> None:
+        if key in self._pending:
+            self._committed[key] = self._pending.pop(key)
+
+    def reset_state(self) -> None:
+        """Forget the carried states: all of them in training mode, the evaluation ones in eval mode."""
+        for states in (self._committed, self._pending):
+            for key in [k for k in states if self.training or k.startswith(EVAL_PREFIX)]:
+                del states[key]
+
+    def lr_scale(self, batch: Any) -> float:
+        """Learning-rate factor ``seq_len / bptt`` of a variable-length window."""
+        return batch["input"].size(0) / batch["bptt"]
+
+    # ------------------------------------------------------------------ architecture
+    def edge_probs(self) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {"recurrent": F.softmax(self.alpha_recurrent.float(), dim=-1).cpu()}
+
+    def edge_labels(self) -> list[str]:
+        return [f"{j}->{i}" for i in range(1, self.num_nodes + 1) for j in range(i)]
+
+    def genotype(self) -> RNNGenotype:
+        return derive_rnn(self.edge_probs()["recurrent"].tolist(), num_nodes=self.num_nodes,
+                          primitives=self._primitives)

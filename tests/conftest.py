@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny search spaces, tiny data in real on-disk formats, and the shared real samples."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+# Tests use tiny tensors, where intra-op threads buy nothing and two busy processes that each spin two
+# OpenMP threads on a 2-core machine slow each other down several-fold.
+torch.set_num_threads(int(os.environ.get("DARTS_PL_TEST_THREADS", "1")))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data samples not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def write_cifar10_batches(root: Path, per_batch: int = 8, test_size: int = 8, seed: int = 0) -> Path:
+    """Tiny CIFAR-10 python batches in the real pickle format (``cifar-10-batches-py/``)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int, name: str) -> None:
+        data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
+        labels = [int(i % 10) for i in range(n)]
+        with open(folder / name, "wb") as handle:
+            # The official files are Python 2 pickles whose str keys load as str with latin1.
+            pickle.dump({"batch_label": name, "labels": labels, "data": data,
+                         "filenames": [f"{name}_{i}.png" for i in range(n)]}, handle, protocol=2)
+
+    for i in range(1, 6):
+        batch(per_batch, f"data_batch_{i}")
+    batch(test_size, "test_batch")
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": classes, "num_cases_per_batch": per_batch, "num_vis": 3072}, handle)
+    return root
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny CIFAR-10 directory; the MD5 check of the real files is bypassed in tests only."""
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+    return write_cifar10_batches(tmp_path / "cifar10")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

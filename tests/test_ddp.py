@@ -1,0 +1,81 @@
+"""Multi-process search on CPU (gloo): identical alphas and weights on every rank, sharded data, one
+set of files."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from darts_pl.data import DigitsDataModule
+from darts_pl.genotypes import load, to_dict
+from darts_pl.modules import LitSearch
+from darts_pl.search import CNNSearchSpace
+from darts_pl.strategies import FirstOrder, SecondOrder
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.ddp
+
+
+class RecordRank(Callback):
+    """Saves what each rank saw and holds: sample fingerprints of both loaders, final parameters."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.seen: dict[str, set[int]] = {"train": set(), "val": set()}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for stream in ("train", "val"):
+            for row in batch[stream][0].flatten(1):
+                self.seen[stream].add(hash(row.numpy().tobytes()))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        rank = trainer.global_rank
+        torch.save({"params": {n: p.detach().clone() for n, p in pl_module.space.named_parameters()},
+                    "genotype": to_dict(pl_module.space.genotype()), "seen": self.seen,
+                    "world_size": trainer.world_size}, self.out / f"rank{rank}.pt")
+
+
+@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder()], ids=["first", "second"])
+def test_ddp_ranks_hold_identical_alphas_and_weights(tmp_path: Path, strategy) -> None:
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
+    module = LitSearch(space, strategy)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=3,
+                        limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[RecordRank(tmp_path)], default_root_dir=tmp_path)
+    trainer.fit(module, DigitsDataModule(batch_size=16))
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert r0["world_size"] == 2
+    for name, tensor in r0["params"].items():
+        assert torch.equal(tensor, r1["params"][name]), name
+    assert r0["genotype"] == r1["genotype"]
+    for stream in ("train", "val"):
+        assert len(r0["seen"][stream]) == len(r1["seen"][stream]) == 48
+        assert not r0["seen"][stream] & r1["seen"][stream], stream  # different shards
+    assert not r0["seen"]["train"] & r0["seen"]["val"]  # the two halves stay apart
+
+
+def test_cli_ddp_two_processes_writes_one_run(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "darts_pl.cli", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+           "--config", str(REPO / "configs" / "ddp.yaml"), "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
+           "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted((root / "lightning_logs").iterdir())
+    assert [r.name for r in runs] == ["version_0"]
+    run = runs[0]
+    assert load(run / "genotype.json")
+    assert sorted(p.name for p in (run / "genotypes").glob("*.json")) == ["epoch_000.json", "epoch_001.json"]
+    assert not list(run.rglob("*.tmp"))
+    assert (run / "config.yaml").is_file()
+    assert proc.stderr.count("Final genotype written") + proc.stdout.count("Final genotype written") == 1

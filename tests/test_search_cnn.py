@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from darts_pl.genotypes import PRIMITIVES
+from darts_pl.ops import Zero
+from darts_pl.search import CNNSearchSpace
+from darts_pl.search.cnn import MixedOp
+
+
+def tiny_space(**kwargs) -> CNNSearchSpace:
+    args = {"num_classes": 10, "channels": 4, "num_cells": 3} | kwargs
+    return CNNSearchSpace(**args)
+
+
+def test_alphas_are_registered_parameters_of_the_paper_shape() -> None:
+    space = CNNSearchSpace()  # the paper's size: 8 cells, 16 channels
+    names = [n for n, _ in space.named_arch_parameters()]
+    assert names == ["alpha_normal", "alpha_reduce"]
+    assert space.alpha_normal.shape == (14, 8) and space.alpha_reduce.shape == (14, 8)
+    assert space.alpha_normal.abs().max() < 1e-2  # 1e-3 * N(0, 1)
+    arch = {id(p) for p in space.arch_parameters()}
+    weights = {id(p) for p in space.weight_parameters()}
+    assert not arch & weights
+    assert arch | weights == {id(p) for p in space.parameters()}
+    assert sum(1 for c in space.cells if c.reduction) == 2
+    assert [i for i, c in enumerate(space.cells) if c.reduction] == [2, 5]
+
+
+def test_zero_init_option() -> None:
+    space = tiny_space(alpha_init="zeros")
+    assert torch.count_nonzero(space.alpha_normal) == 0
+
+
+def test_every_weight_and_alpha_gets_a_gradient() -> None:
+    space = tiny_space()
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    out = space((x, y))
+    out.loss.backward()
+    for name, p in space.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    # the 'none' column gets its gradient through the softmax
+    assert space.alpha_normal.grad[:, PRIMITIVES.index("none")].abs().sum() > 0
+
+
+def test_none_op_is_not_run() -> None:
+    space = tiny_space()
+    edges = [m for m in space.modules() if isinstance(m, MixedOp)]
+    assert edges and all(len(e.ops) == len(PRIMITIVES) - 1 for e in edges)
+    assert not any(isinstance(m, Zero) for m in space.modules())
+    assert all(PRIMITIVES.index("none") not in e.columns for e in edges)
+
+
+def test_mixed_op_equals_weighted_sum_of_all_ops() -> None:
+    from darts_pl.ops import make_op
+
+    torch.manual_seed(1)
+    mixed = MixedOp(4, 2, PRIMITIVES)
+    probs = torch.softmax(torch.randn(len(PRIMITIVES)), 0)
+    x = torch.randn(2, 4, 8, 8)
+    # Reference: every op, 'none' included, built with the same weights.
+    total = torch.zeros(2, 4, 4, 4)
+    for column, op in zip(mixed.columns, mixed.ops):
+        total += probs[column] * op(x)
+    total += probs[0] * make_op("none", 4, 2, False)(x)
+    assert torch.allclose(mixed(x, probs.unbind(0)), total, atol=1e-6)
+
+
+def test_channels_last_gives_the_same_loss() -> None:
+    torch.manual_seed(0)
+    a = tiny_space()
+    b = tiny_space(channels_last=True)
+    b.load_state_dict(a.state_dict())
+    batch = (torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,)))
+    assert torch.allclose(a(batch).loss, b(batch).loss, atol=1e-5)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_cells": 2}, "num_cells=2 is too small"),
+    ({"multiplier": 5}, "multiplier=5 exceeds num_nodes=4"),
+    ({"primitives": ["none", "sep_conv_9x9"]}, "Unknown primitive 'sep_conv_9x9'"),
+])
+def test_bad_sizes_and_primitives(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_space(**kwargs)
+
+
+def test_edge_labels() -> None:
+    labels = tiny_space().edge_labels()
+    assert labels[:5] == ["c_{k-2}->0", "c_{k-1}->0", "c_{k-2}->1", "c_{k-1}->1", "0->1"]
+    assert len(labels) == 14

@@ -1,0 +1,187 @@
+"""The alpha gradients: first order, second order (Eq. 7-8) against an exact Hessian-vector product and
+against an original-style reference implementation written out step by step."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from darts_pl.search import CNNSearchSpace
+from darts_pl.search.base import LossOutput, SearchSpace, Stream
+from darts_pl.strategies import FirstOrder, SecondOrder
+
+from .conftest import REPO
+
+
+class SmoothSpace(SearchSpace):
+    """A tiny space whose loss is smooth in its weights (softplus, tanh, avg-pool-like means)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(6, 5)
+        self.ops = nn.ModuleList(nn.Linear(5, 5) for _ in range(3))
+        self.out = nn.Linear(5, 3)
+        self.alpha_mix = nn.Parameter(0.3 * torch.randn(2, 3))
+
+    def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
+        x, y = batch
+        h = F.softplus(self.inp(x))
+        for row in F.softmax(self.alpha_mix, -1):
+            h = row[0] * F.softplus(self.ops[0](h)) + row[1] * torch.tanh(self.ops[1](h)) + row[2] * self.ops[2](h)
+        logits = self.out(h)
+        return LossOutput(F.cross_entropy(logits, y), logits.detach(), y)
+
+    def edge_probs(self) -> dict[str, torch.Tensor]:
+        return {"mix": F.softmax(self.alpha_mix, -1).detach()}
+
+    def genotype(self) -> Any:
+        return None
+
+
+def sgd_with_momentum_state(space: SearchSpace, lr: float = 0.05) -> torch.optim.SGD:
+    opt = torch.optim.SGD(space.weight_parameters(), lr=lr, momentum=0.9, weight_decay=3e-4)
+    for p in space.weight_parameters():
+        opt.state[p]["momentum_buffer"] = 0.1 * torch.randn_like(p)
+    return opt
+
+
+def batches(dtype: torch.dtype = torch.float64) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    g = torch.Generator().manual_seed(3)
+    train = (torch.randn(16, 6, generator=g, dtype=dtype), torch.randint(0, 3, (16,), generator=g))
+    val = (torch.randn(16, 6, generator=g, dtype=dtype), torch.randint(0, 3, (16,), generator=g))
+    return train, val
+
+
+def test_finite_difference_matches_exact_hessian_vector_product_float64() -> None:
+    torch.manual_seed(0)
+    space = SmoothSpace().double()
+    opt = sgd_with_momentum_state(space)
+    train, val = batches()
+    fd = SecondOrder(hessian="finite_difference").arch_gradients(space, train, val, opt).grads
+    exact = SecondOrder(hessian="exact").arch_gradients(space, train, val, opt).grads
+    first = FirstOrder().arch_gradients(space, train, val, opt).grads
+    for a, b, c in zip(fd, exact, first):
+        assert (a - b).norm() / b.norm() < 1e-3
+        # the implicit term is not negligible, so the comparison above is meaningful
+        assert (b - c).norm() / b.norm() > 1e-3
+
+
+def test_exact_hvp_is_the_mixed_second_derivative() -> None:
+    """The exact option against torch.func's full Hessian on the smooth model."""
+    torch.manual_seed(0)
+    space = SmoothSpace().double()
+    train, _ = batches()
+    names = [n for n, _ in space.named_weight_parameters()]
+    params = {n: p.detach() for n, p in space.named_parameters()}
+    v = {n: torch.randn_like(params[n]) for n in names}
+
+    def loss(alpha: torch.Tensor, flat_w: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.func.functional_call(space, {**params, **flat_w, "alpha_mix": alpha}, (train, "train")).loss
+
+    def directional(alpha: torch.Tensor) -> torch.Tensor:
+        weights = {n: params[n] for n in names}
+        grads = torch.func.grad(loss, argnums=1)(alpha, weights)
+        return sum((grads[n] * v[n]).sum() for n in names)
+
+    expected = torch.func.grad(directional)(params["alpha_mix"])
+    got = SecondOrder._exact_hvp(space, train, space.weight_parameters(), space.arch_parameters(),
+                                 [v[n] for n in names])[0]
+    assert torch.allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_first_order_is_the_val_gradient_and_computes_no_weight_grad() -> None:
+    space = SmoothSpace().double()
+    train, val = batches()
+    grads = FirstOrder().arch_gradients(space, train, val, sgd_with_momentum_state(space)).grads
+    expected = torch.autograd.grad(space(val).loss, space.arch_parameters())
+    assert torch.equal(grads[0], expected[0])
+    assert all(p.grad is None for p in space.parameters())
+
+
+@pytest.mark.parametrize("hessian", ["finite_difference", "exact"])
+def test_live_weights_bit_identical_after_second_order(hessian: str) -> None:
+    space = CNNSearchSpace(channels=4, num_cells=3)
+    opt = sgd_with_momentum_state(space)
+    before = {n: p.detach().clone() for n, p in space.named_parameters()}
+    batch = (torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))
+    step = SecondOrder(hessian=hessian).arch_gradients(space, batch, batch, opt)
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in step.grads)
+    for n, p in space.named_parameters():
+        assert torch.equal(p, before[n]), n
+        assert p.grad is None, n
+
+
+def _reference():
+    bench = REPO.parent / "shared" / "bench"
+    if not (bench / "reference_darts.py").is_file():
+        pytest.skip("reference implementation not found")
+    sys.path.insert(0, str(bench))
+    try:
+        import reference_darts
+    finally:
+        sys.path.remove(str(bench))
+    return reference_darts
+
+
+def test_second_order_equals_reference_step_by_step_on_the_supernet() -> None:
+    """Eq. 7-8 on the real supernet, against an original-style implementation (deep-copied virtual
+    network, in-place w±), in float64 so the finite difference is not dominated by rounding."""
+    ref_mod = _reference()
+    torch.manual_seed(0)
+    ref_net = ref_mod.SearchNet(C=4, num_classes=10, layers=3).double()
+    space = CNNSearchSpace(num_classes=10, channels=4, num_cells=3).double()
+    ours, theirs = space.weight_parameters(), list(ref_net.parameters())
+    assert [p.shape for p in ours] == [p.shape for p in theirs]
+    with torch.no_grad():
+        for a, b in zip(ours, theirs):
+            a.copy_(b)
+        space.alpha_normal.copy_(ref_net.alphas[0])
+        space.alpha_reduce.copy_(ref_net.alphas[1])
+    ref_net.alphas = [a.detach().double().requires_grad_() for a in ref_net.alphas]
+    ref = ref_mod.RefSearch(ref_net, lr=0.025, momentum=0.9, wd=3e-4)
+    opt = torch.optim.SGD(ours, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    for a, b in zip(ours, theirs):
+        buf = 0.1 * torch.randn_like(a)
+        opt.state[a]["momentum_buffer"] = buf
+        ref.w_opt.state[b]["momentum_buffer"] = buf.clone()
+    g = torch.Generator().manual_seed(1)
+    xt, yt = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (4,), generator=g)
+    xv, yv = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (4,), generator=g)
+
+    expected = ref.unrolled_alpha_grad(xt, yt, xv, yv)
+    got = SecondOrder().arch_gradients(space, (xt, yt), (xv, yv), opt).grads
+    first = FirstOrder().arch_gradients(space, (xt, yt), (xv, yv), opt).grads
+    for a, b, c in zip(got, expected, first):
+        assert (a - b).norm() / b.norm() < 1e-7
+        assert (b - c).norm() / b.norm() > 1e-4  # the unrolled gradient differs from first order
+
+
+def test_float64_hessian_option_runs_on_float32_model() -> None:
+    torch.manual_seed(0)
+    space = SmoothSpace()
+    opt = sgd_with_momentum_state(space)
+    train, val = batches(torch.float32)
+    g64 = SecondOrder(float64_hessian=True).arch_gradients(space, train, val, opt).grads
+    exact = SecondOrder(hessian="exact").arch_gradients(space, train, val, opt).grads
+    assert g64[0].dtype == torch.float32
+    assert (g64[0] - exact[0]).norm() / exact[0].norm() < 1e-3
+
+
+def test_different_group_learning_rates_are_refused() -> None:
+    space = SmoothSpace()
+    params = space.weight_parameters()
+    opt = torch.optim.SGD([{"params": params[:2], "lr": 0.1}, {"params": params[2:], "lr": 0.2}])
+    train, val = batches(torch.float32)
+    with pytest.raises(ValueError, match="different learning rates"):
+        SecondOrder().arch_gradients(space, train, val, opt)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match="hessian='cg'"):
+        SecondOrder(hessian="cg")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epsilon_scale=0"):
+        SecondOrder(epsilon_scale=0)
