@@ -10,12 +10,13 @@ training module), so a config never has to repeat them.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from darts_pl.errors import ConfigurationError, DataNotFoundError
+from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
 
@@ -64,6 +65,35 @@ class DartsCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         _link(cfg.get("model"), _data_sizes(cfg.get("data")))
+        if cfg.get("ckpt_path") == "last":
+            _resume_newest_run(cfg)
+
+
+def _resume_newest_run(cfg: Namespace) -> None:
+    """``--ckpt_path last``: continue the newest run under ``trainer.default_root_dir``, in its own directory.
+
+    Lightning resolves ``last`` inside the new run's checkpoint folder, which is empty; here it is the
+    newest ``last.ckpt`` below the root, and a TensorBoard/CSV logger is pointed at that run's version so
+    its logs, genotypes and checkpoints continue where they were. Nothing found: a fresh run starts.
+    """
+    root = Path(cfg.trainer.get("default_root_dir") or ".")
+    found = sorted(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        print(f"darts-pl: --ckpt_path last: no last.ckpt under {str(root)!r}; starting a fresh run.", file=sys.stderr)
+        cfg.ckpt_path = None
+        return
+    ckpt = found[-1]
+    cfg.ckpt_path = str(ckpt)
+    run = ckpt.parent.parent  # <root>/<name>/version_N/checkpoints/last.ckpt
+    if not (run.name.startswith("version_") and run.name[len("version_"):].isdigit()):
+        return
+    version, name, save_dir = int(run.name[len("version_"):]), run.parent.name, str(run.parent.parent)
+    logger = cfg.trainer.get("logger")
+    if logger in (None, True):
+        cfg.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                                       init_args=Namespace(save_dir=save_dir, name=name, version=version))
+    elif isinstance(logger, Namespace) and logger.get("class_path", "").endswith(("TensorBoardLogger", "CSVLogger")):
+        logger.init_args.version = version
 
 
 def main(args: list[str] | None = None) -> None:
@@ -71,7 +101,10 @@ def main(args: list[str] | None = None) -> None:
     try:
         DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
                  save_config_kwargs={"overwrite": True})
-    except Exception as err:  # noqa: BLE001 - re-raised unless it is a configuration or data problem
+    except NonFiniteError as err:
+        print(f"darts-pl: stopped: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as err:  # re-raised below unless it is a configuration or data problem
         reason = _reason(err)
         if reason is None:
             raise

@@ -7,14 +7,17 @@ import math
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from darts_pl import genotypes
 from darts_pl.cli import main
 from darts_pl.data import PTBDataModule
+from darts_pl.data.text import batchify
 from darts_pl.genotypes import RNN_DARTS_V2, RNN_PRIMITIVES, RNNGenotype
 from darts_pl.modules import LitSearch
 from darts_pl.networks.rnn import ACTIVATIONS
@@ -237,3 +240,40 @@ def test_cli_search_ptb_on_a_mini_corpus(shared_data: Path, tmp_path: Path) -> N
     assert checkpoint["state_dict"]["space.network.encoder.weight"].shape == (len(PTBDataModule(
         str(data_dir)).dictionary), 6)  # num_tokens linked from the data
     assert checkpoint["PTBDataModule"]["vocabulary"][:3] == PTBDataModule(str(data_dir)).dictionary.idx2word[:3]
+
+
+class RecordRank(Callback):
+    """What each rank read (the first token of every stream of every batch) and its final parameters."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.starts: list[list[int]] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.starts.append(batch["train"]["input"][0].tolist())
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.save({"params": {n: p.detach().clone() for n, p in pl_module.space.named_parameters()},
+                    "starts": self.starts, "world_size": trainer.world_size},
+                   self.out / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.ddp
+def test_ddp_ranks_read_their_own_shard_and_agree(shared_data: Path, tmp_path: Path) -> None:
+    data_dir = write_mini_corpus(shared_data, tmp_path / "ptb")
+    dm = PTBDataModule(str(data_dir), mode="search", batch_size=4, eval_batch_size=2, bptt=8)
+    model = LitSearch(RNNSearchSpace(num_tokens=dm.num_tokens, emb_size=6, hidden_size=6), FirstOrder(),
+                      weight_optimizer=partial(torch.optim.SGD, lr=20.0), grad_clip=0.25)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=2,
+                        limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[RecordRank(tmp_path)], default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0]["world_size"] == 2
+    for name, tensor in ranks[0]["params"].items():
+        assert torch.equal(tensor, ranks[1]["params"][name]), name
+    half = len(dm.corpus.train) // 2
+    for rank, record in enumerate(ranks):  # rank r reads tokens [r·half, (r+1)·half), batchified
+        expected = dm.corpus.train[rank * half:(rank + 1) * half]
+        assert record["starts"][0] == batchify(expected, 4)[0].tolist()

@@ -217,7 +217,7 @@ class ArchitectureMonitor(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._active or trainer.sanity_checking:
+        if not self._active:
             return
         space = pl_module.space
         probs = {cell: p.detach().float().cpu() for cell, p in space.edge_probs().items()}  # {cell: (edges, ops)}

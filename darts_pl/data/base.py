@@ -91,8 +91,11 @@ class ClassificationDataModule(L.LightningDataModule):
                                  f"{name} split ({size} examples); use --data.batch_size {size} or less.")
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
+        # Evaluation loaders draw their worker seeds from their own generator, not the global one, so
+        # validating (e.g. Lightning's sanity check after a resume) never shifts the training shuffles.
+        generator = None if train else torch.Generator().manual_seed(self.seed)
         return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, drop_last=train, num_workers=self.num_workers,
+                          shuffle=train, drop_last=train, num_workers=self.num_workers, generator=generator,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader | dict[str, DataLoader]:

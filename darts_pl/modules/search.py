@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
 from darts_pl.distributed import broadcast_, configure_cpu_threads
-from darts_pl.errors import ConfigurationError
+from darts_pl.errors import ConfigurationError, NonFiniteError, check_finite
+from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.search.base import LossOutput, SearchSpace
 from darts_pl.strategies import ArchStrategy, FirstOrder
 
@@ -34,7 +35,7 @@ def _adam(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
 
 
-class LitSearch(L.LightningModule):
+class LitSearch(ResumableRNG):
     """DARTS architecture search.
 
     Args:
@@ -47,6 +48,13 @@ class LitSearch(L.LightningModule):
         grad_clip: Max global norm of the weight gradient (5 for CNN cells, 0.25 for recurrent ones);
             ``None`` disables clipping. Trainer-level clipping does not apply to manual optimization.
         warmup_epochs: Epochs of weight steps only before alpha steps begin (0 in the paper).
+        nonfinite: What a NaN/inf loss, gradient or alpha does: ``"stop"`` the run with a message naming
+            the step and the phase (the last checkpoint stays as it was), or ``"skip"`` the batch's
+            remaining optimizer steps (counted in ``nonfinite/skipped``).
+
+    Note:
+        The random-number generators are saved with every checkpoint (``ResumableRNG``), so a run
+        resumed from an epoch-end checkpoint continues exactly as the uninterrupted run would.
     """
 
     def __init__(
@@ -58,6 +66,7 @@ class LitSearch(L.LightningModule):
         weight_scheduler: LRSchedulerCallable | None = None,
         grad_clip: float | None = 5.0,
         warmup_epochs: int = 0,
+        nonfinite: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         if grad_clip is not None and grad_clip <= 0:
@@ -72,6 +81,10 @@ class LitSearch(L.LightningModule):
         self.weight_scheduler = weight_scheduler
         self.grad_clip = grad_clip
         self.warmup_epochs = warmup_epochs
+        if nonfinite not in ("stop", "skip"):
+            raise ConfigurationError(f"LitSearch: nonfinite={nonfinite!r}; use 'stop' or 'skip'.")
+        self.nonfinite = nonfinite
+        self.skipped_batches = 0
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
         # expect them in its reducer (they never receive .grad from the weight step's backward).
         self._ddp_params_and_buffers_to_ignore = [f"space.{name}" for name, _ in space.named_arch_parameters()]
@@ -100,16 +113,32 @@ class LitSearch(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
             raise ConfigurationError("LitSearch needs batches {'train': ..., 'val': ...}; use a data module in "
-                             "search mode (e.g. --data.mode search).")
+                                     "search mode (e.g. --data.init_args.mode search).")
+        try:
+            self._search_step(batch["train"], batch["val"])
+        except NonFiniteError as err:
+            where = f"epoch {self.current_epoch}, batch {batch_idx}, global step {self.global_step}"
+            if self.nonfinite == "stop":
+                raise NonFiniteError(
+                    f"{err} ({where}). Stopped; the last checkpoint is left as it was. Lower the learning "
+                    "rates or grad_clip, or set --model.init_args.nonfinite skip to skip such batches.") from None
+            self.skipped_batches += 1
+            for opt in self.optimizers():
+                opt.zero_grad(set_to_none=True)
+            rank_zero_warn(f"Skipped the rest of a batch: {err} ({where}); {self.skipped_batches} skipped so far.")
+        self.log("nonfinite/skipped", float(self.skipped_batches), on_step=False, on_epoch=True, reduce_fx="max")
+
+    def _search_step(self, train_batch: Any, val_batch: Any) -> None:
         weight_opt, arch_opt = self.optimizers()
-        train_batch, val_batch = batch["train"], batch["val"]
         with _scaled_lr(weight_opt.optimizer, self.space.lr_scale(train_batch)):
             # Phase 1: alpha step on the val batch.
             if self.current_epoch >= self.warmup_epochs:
                 arch_opt.zero_grad(set_to_none=True)
                 step = self.strategy.arch_gradients(self.space, train_batch, val_batch,
                                                     weight_opt.optimizer, self.grad_clip)
+                check_finite(step.val.loss, "validation loss", "alpha step")
                 for alpha, grad in zip(self.space.arch_parameters(), step.grads):
+                    check_finite(grad, "alpha gradient", "alpha step")
                     alpha.grad = grad  # already averaged over ranks by the strategy
                 arch_opt.step()
                 self.space.commit("val")
@@ -118,7 +147,12 @@ class LitSearch(L.LightningModule):
             # Phase 2: weight step on the train batch; backward into the weights only.
             weight_opt.zero_grad(set_to_none=True)
             out = self.space(train_batch, "train", regularized=True)
-            self.manual_backward(out.loss, inputs=self.space.weight_parameters())
+            check_finite(out.loss, "training loss", "weight step")
+            weights = self.space.weight_parameters()
+            self.manual_backward(out.loss, inputs=weights)
+            grads = [w.grad for w in weights if w.grad is not None]
+            check_finite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))), "weight gradient norm",
+                         "weight step")
             if self.grad_clip is not None:
                 self.clip_gradients(weight_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
             weight_opt.step()

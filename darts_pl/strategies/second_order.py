@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 
 from darts_pl.distributed import all_reduce_mean_
-from darts_pl.errors import ConfigurationError
+from darts_pl.errors import ConfigurationError, check_finite
 from darts_pl.search.base import SearchSpace
 from darts_pl.strategies.base import ArchStep, ArchStrategy, evaluate, grads_or_zeros
 
@@ -58,7 +58,9 @@ class SecondOrder(ArchStrategy):
         xi = _learning_rate(weight_optimizer)
 
         # Eq. 6: one virtual SGD step on the train batch, w -> w'.
-        grad_train = grads_or_zeros(space(train_batch, "train").loss, weights)
+        train_loss = space(train_batch, "train").loss
+        check_finite(train_loss, "training loss", "virtual step")
+        grad_train = grads_or_zeros(train_loss, weights)
         all_reduce_mean_(grad_train)  # under DDP every rank steps to the same w' (the global batch's)
         coef = 1.0
         if space.clips_virtual_step and grad_clip is not None:
@@ -79,6 +81,7 @@ class SecondOrder(ArchStrategy):
 
         # Eq. 7, first term and v: gradients of the val loss at w'.
         val = evaluate(space, val_batch, "val", virtual)
+        check_finite(val.loss, "validation loss at the virtual weights", "virtual step")
         grads = grads_or_zeros(val.loss, list(virtual.values()) + alphas)
         all_reduce_mean_(grads)
         v, d_alpha = grads[: len(names)], grads[len(names):]
