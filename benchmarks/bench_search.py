@@ -1,7 +1,7 @@
 """Step time and memory of the DARTS search loop, darts_pl against an original-style implementation.
 
     python -m benchmarks.bench_search --batch 64 --iters 5
-    python -m benchmarks.bench_search --device cuda --precision bf16 --channels-last --json out.json
+    python -m benchmarks.bench_search --device cuda --precision bf16 --compile --json out.json
 
 Cases, timed interleaved in one process (round-robin, after warm-up), on synthetic CIFAR-sized data:
     floor            one forward+backward of the supernet (darts_pl / reference)
@@ -47,10 +47,10 @@ def autocast(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def make_batches(args: argparse.Namespace) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+def make_batches(args: argparse.Namespace, channels_last: bool) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     g = torch.Generator().manual_seed(0)
     shape = (args.batch, 3, args.image_size, args.image_size)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     out = []
     for _ in range(2):
         x = torch.randn(shape, generator=g).to(args.device).contiguous(memory_format=memory_format)
@@ -69,7 +69,7 @@ def ours(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     weights, alphas = space.weight_parameters(), space.arch_parameters()
     w_opt = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
     a_opt = torch.optim.Adam(alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    train, val = make_batches(args)
+    train, val = make_batches(args, args.channels_last)
     forward = torch.compile(space) if args.compile else space
 
     def iteration(strategy: Any) -> Callable[[], None]:
@@ -100,11 +100,11 @@ def reference(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     ref = load_reference(Path(args.reference))
     torch.manual_seed(0)
     net = ref.SearchNet(C=args.channels, layers=args.cells).to(args.device)
-    if args.channels_last:
+    if args.reference_channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.alphas = [a.detach().to(args.device).requires_grad_() for a in net.alphas]
     step = ref.RefSearch(net)
-    (xt, yt), (xv, yv) = make_batches(args)
+    (xt, yt), (xv, yv) = make_batches(args, args.reference_channels_last)
 
     def wrap(fn: Callable[..., Any]) -> Callable[[], None]:
         def run() -> None:
@@ -187,7 +187,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="darts_pl's supernet in channels-last memory format (its default)")
+    p.add_argument("--reference-channels-last", action="store_true",
+                   help="also run the reference in channels-last (it is written for the default format)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
             if row["impl"] == "darts_pl" and ref:
                 row["memory_vs_reference"] = row["peak_gb"] / ref["peak_gb"]
     setting = (f"batch {args.batch}, {args.cells} cells, {args.channels} channels, {args.image_size}px, "
-               f"{args.device}, {args.precision}, channels_last={args.channels_last}, compile={args.compile}, "
+               f"{args.device}, {args.precision}, darts_pl channels_last={args.channels_last}, "
+               f"reference channels_last={args.reference_channels_last}, compile={args.compile}, "
                f"threads={torch.get_num_threads()}, {args.iters} interleaved rounds after {args.warmup} warm-up")
     print(setting)
     print(table(rows))

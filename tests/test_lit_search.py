@@ -134,3 +134,13 @@ def test_genotype_checkpoint_writes_each_epoch_and_final(tmp_path) -> None:
     assert load(tmp_path / "run" / "genotypes" / "epoch_000.json")
     assert load(tmp_path / "run" / "genotypes" / "epoch_001.json")
     assert load(tmp_path / "run" / "genotype.json") == module.space.genotype()
+
+
+def test_genotype_checkpoint_never_overwrites_an_earlier_result(tmp_path) -> None:
+    run = tmp_path / "run"
+    trainer(tmp_path, callbacks=[GenotypeCheckpoint(dirpath=str(run))]).fit(make_module(), DigitsDataModule(batch_size=16))
+    before = (run / "genotype.json").read_text()
+    with pytest.raises(ValueError, match="already holds the result of an earlier search"):
+        trainer(tmp_path, callbacks=[GenotypeCheckpoint(dirpath=str(run))]).fit(
+            make_module(), DigitsDataModule(batch_size=16))
+    assert (run / "genotype.json").read_text() == before

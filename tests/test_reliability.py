@@ -135,3 +135,33 @@ def test_nonfinite_skip_counts_and_continues(tmp_path: Path) -> None:
     assert module.skipped_batches == 1
     assert trainer.callback_metrics["nonfinite/skipped"] == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_killed_training_job_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    def train_cli(root: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "darts_pl.cli", "fit", "--config", str(REPO / "configs" / "train_digits.yaml"),
+                "--model.init_args.genotype", "DARTS_V2", "--model.init_args.channels", "4",
+                "--model.init_args.num_cells", "3", "--trainer.max_epochs", "3", "--trainer.limit_train_batches",
+                "6", "--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false",
+                "--trainer.deterministic", "true", "--trainer.default_root_dir", str(root), *extra]
+
+    reference = subprocess.run(train_cli(tmp_path / "a"), env=env(), capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    root_b = tmp_path / "b"
+    proc = subprocess.Popen(train_cli(root_b), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = root_b / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(ckpt, weights_only=False)["epoch"] < 2, "the run finished before it could be killed"
+    resumed = subprocess.run(train_cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / "a" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(ckpt, weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key

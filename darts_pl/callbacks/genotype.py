@@ -66,6 +66,16 @@ class GenotypeCheckpoint(Callback):
         return Path(self.dirpath) if self.dirpath else run_dir(trainer)
 
     @override
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A fixed dirpath is shared by every run pointed at it: never overwrite another run's result.
+        final = Path(self.dirpath) / "genotype.json" if self.dirpath else None
+        if final is not None and final.exists() and trainer.ckpt_path is None:
+            raise ConfigurationError(
+                f"GenotypeCheckpoint: {str(final)!r} already holds the result of an earlier search; resume that "
+                "run with --ckpt_path last, or choose another GenotypeCheckpoint dirpath (or leave it unset to "
+                "write into the run directory).")
+
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         genotype = pl_module.space.genotype()
         epoch = trainer.current_epoch

@@ -42,6 +42,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError, DataNotFoundError
 from darts_pl.genotypes import atomic_write_text
 
@@ -446,11 +447,11 @@ class TextDataModule(L.LightningDataModule):
         for split, setting in needed + ([("valid", "batch_size")] if self.mode == "search" else []):
             self.stream(split, setting)
         trainer = self.trainer
-        if trainer is not None and trainer.is_global_zero:
-            from darts_pl.callbacks.rundir import run_dir
-
-            path = corpus.dictionary.save(run_dir(trainer) / "vocab.json")
-            rank_zero_info(f"Vocabulary ({len(corpus.dictionary)} words) written to {path}")
+        if trainer is not None:
+            directory = run_dir(trainer)  # on every rank: the logger's directory is broadcast from rank 0
+            if trainer.is_global_zero:
+                path = corpus.dictionary.save(directory / "vocab.json")
+                rank_zero_info(f"Vocabulary ({len(corpus.dictionary)} words) written to {path}")
 
     def train_dataloader(self) -> VariableWindows | dict[str, VariableWindows | FixedWindows]:
         if self.mode == "search":

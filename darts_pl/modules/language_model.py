@@ -212,8 +212,9 @@ class LitLanguageModel(L.LightningModule):
             return None
         value = metric.compute()  # mean loss per token, over all ranks
         metric.reset()
-        self.log(f"{split}/loss", value, prog_bar=split != "train")
-        self.log(f"{split}/ppl", torch.exp(value.clamp(max=50)), prog_bar=True)
+        # Already averaged over ranks; sync_dist only tells Lightning so (the value does not change).
+        self.log(f"{split}/loss", value, prog_bar=split != "train", sync_dist=True)
+        self.log(f"{split}/ppl", torch.exp(value.clamp(max=50)), prog_bar=True, sync_dist=True)
         return float(value)
 
     def _maybe_switch(self, val_loss: float) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -27,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import GenotypeError, to_dict
+from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.networks.cnn import NetworkCIFAR, NetworkImageNet, cnn_genotype
 
 NETWORKS: dict[str, type[NetworkCIFAR] | type[NetworkImageNet]] = {
@@ -47,7 +47,7 @@ def _split_metrics(num_classes: int) -> nn.ModuleDict:
     })
 
 
-class LitClassifier(L.LightningModule):
+class LitClassifier(ResumableRNG):
     """Train a derived CNN from scratch.
 
     Args:
