@@ -133,13 +133,15 @@ def time_cases(args: argparse.Namespace, impls: list[str]) -> dict[tuple[str, st
         for _ in range(args.warmup):
             fn()
     times: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
-    for _ in range(args.iters):  # interleaved rounds: slow drifts of the machine hit every case alike
+    for round_ in range(args.iters):  # interleaved rounds: slow drifts of the machine hit every case alike
         for key, fn in cases.items():
             sync(args.device)
             start = time.perf_counter()
             fn()
             sync(args.device)
             times[key].append(time.perf_counter() - start)
+        progress = ", ".join(f"{impl}/{kind} {ts[-1]:.2f}s" for (impl, kind), ts in times.items())
+        print(f"round {round_ + 1}/{args.iters}: {progress}", file=sys.stderr, flush=True)
     return times
 
 
@@ -167,7 +169,8 @@ def child(args: argparse.Namespace) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'impl':<10} {'case':<7} {'median s':>9} {'min s':>8} {'max s':>8} {'x floor':>8} {'vs ref':>7} {'peak GB':>8}"
+    head = (f"{'impl':<10} {'case':<7} {'median s':>9} {'min s':>8} {'max s':>8} {'x floor':>8} {'vs ref':>7} "
+            f"{'peak GB':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         vs = f"{r['vs_reference']:.2f}" if r.get("vs_reference") else "-"
@@ -200,8 +203,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.argv = [a for a in argv if not a.startswith("--json")]
+    args.argv = _without_option(argv, "--json")
     return args
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` less ``name VALUE`` / ``name=VALUE`` (the child process writes no JSON)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         if impl == "darts_pl" and ("reference", kind) in times:
             row["vs_reference"] = row["median_s"] / statistics.median(times[("reference", kind)])
         rows.append(row)
+    print(table(rows), file=sys.stderr, flush=True)  # timings first; memory takes a fresh process per case
     if not args.no_memory:
         for row in rows:
             row["peak_gb"] = peak_memory(args, row["impl"], row["case"])

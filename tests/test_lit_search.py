@@ -108,7 +108,7 @@ def test_resume_restores_alphas_optimizers_and_scheduler(tmp_path) -> None:
             space = pl_module.space
             assert torch.equal(space.alpha_normal, first.space.alpha_normal)
             assert torch.equal(space.alpha_reduce, first.space.alpha_reduce)
-            weight_opt, arch_opt = trainer.optimizers
+            weight_opt = trainer.optimizers[0]
             assert weight_opt.param_groups[0]["lr"] == first.trainer.optimizers[0].param_groups[0]["lr"] < 0.025
             for ours, saved in zip(trainer.optimizers, state["optimizer_states"]):
                 mine = ours.state_dict()
@@ -138,7 +138,8 @@ def test_genotype_checkpoint_writes_each_epoch_and_final(tmp_path) -> None:
 
 def test_genotype_checkpoint_never_overwrites_an_earlier_result(tmp_path) -> None:
     run = tmp_path / "run"
-    trainer(tmp_path, callbacks=[GenotypeCheckpoint(dirpath=str(run))]).fit(make_module(), DigitsDataModule(batch_size=16))
+    trainer(tmp_path, callbacks=[GenotypeCheckpoint(dirpath=str(run))]).fit(
+        make_module(), DigitsDataModule(batch_size=16))
     before = (run / "genotype.json").read_text()
     with pytest.raises(ValueError, match="already holds the result of an earlier search"):
         trainer(tmp_path, callbacks=[GenotypeCheckpoint(dirpath=str(run))]).fit(

@@ -176,16 +176,26 @@ def test_switch_to_asgd_evaluates_the_average_and_survives_a_checkpoint(mini_ptb
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
-def test_resume_restores_asgd(mini_ptb: Path, tmp_path: Path) -> None:
+def test_resume_restores_asgd_and_continues_exactly(mini_ptb: Path, tmp_path: Path) -> None:
     dm = mini_data(mini_ptb)
-    model = tiny_model(num_tokens=dm.num_tokens, nonmono=1)
-    model.val_history = [0.0, 0.0]
-    trainer(tmp_path, epochs=1).fit(model, dm)
-    checkpoint = next((tmp_path / "checkpoints").glob("*.ckpt"))
-    resumed = tiny_model(num_tokens=dm.num_tokens, nonmono=1)
-    run = trainer(tmp_path, epochs=2)
+
+    def fresh() -> LitLanguageModel:
+        L.seed_everything(0)
+        model = tiny_model(num_tokens=dm.num_tokens, nonmono=1)
+        model.val_history = [0.0, 0.0]  # switch to ASGD after the first epoch
+        return model
+
+    uninterrupted = fresh()
+    trainer(tmp_path / "full", epochs=2, limit_train_batches=3).fit(uninterrupted, dm)
+    first = fresh()
+    trainer(tmp_path / "part", epochs=1, limit_train_batches=3).fit(first, dm)
+    checkpoint = next((tmp_path / "part" / "checkpoints").glob("*.ckpt"))
+    resumed = fresh()
+    run = trainer(tmp_path / "part", epochs=2, limit_train_batches=3)
     run.fit(resumed, dm, ckpt_path=checkpoint)
     assert resumed.averaging and isinstance(run.optimizers[0], torch.optim.ASGD)
+    for a, b in zip(uninterrupted.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_checkpoint_of_another_vocabulary_is_refused() -> None:

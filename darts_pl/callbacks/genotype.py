@@ -87,7 +87,8 @@ class GenotypeCheckpoint(Callback):
             return
         genotypes.save(genotype, directory / "genotypes" / f"epoch_{epoch:03d}.json")
         if self.verbose:
-            rank_zero_info(f"Epoch {epoch} genotype (unchanged since epoch {self.stable_since}): {genotype}")
+            status = "changed" if self.stable_since == epoch else f"unchanged since epoch {self.stable_since}"
+            rank_zero_info(f"Epoch {epoch} genotype ({status}): {genotype}")
         header = f"epoch {epoch} (genotype unchanged since epoch {self.stable_since})"
         media.log_text(trainer, "genotype/text", f"{header}\n\n{describe(genotype)}\n\n{genotypes.dumps(genotype)}")
         pictures = self._draw(genotype, directory / "genotypes" / f"epoch_{epoch:03d}")

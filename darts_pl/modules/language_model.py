@@ -27,13 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
+from darts_pl.distributed import configure_cpu_threads
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import GenotypeError, to_dict
+from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.modules.search import _scaled_lr
 from darts_pl.networks.rnn import (
     DARTSCell,
@@ -47,7 +48,7 @@ from darts_pl.networks.rnn import (
 SPLITS = ("train", "val", "test")
 
 
-class LitLanguageModel(L.LightningModule):
+class LitLanguageModel(ResumableRNG):
     """Train a derived recurrent cell as a language model.
 
     Args:
@@ -73,6 +74,11 @@ class LitLanguageModel(L.LightningModule):
     Raises:
         GenotypeError: The genotype is unknown, malformed, or a convolutional cell.
         ConfigurationError: A size, rate or dropout out of range.
+
+    Note:
+        The random-number generators are saved with every checkpoint (``ResumableRNG``) and the window
+        lengths are drawn from a generator seeded by the epoch, so a run resumed from an epoch-end
+        checkpoint continues as the uninterrupted run would.
     """
 
     def __init__(
@@ -131,6 +137,9 @@ class LitLanguageModel(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return self.make_optimizer(self.averaging)
+
+    def setup(self, stage: str) -> None:
+        configure_cpu_threads(self.trainer)
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
@@ -244,6 +253,7 @@ class LitLanguageModel(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["language_model"] = {"averaging": self.averaging, "val_history": list(self.val_history)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -253,6 +263,7 @@ class LitLanguageModel(L.LightningModule):
                 f"LitLanguageModel: the checkpoint's model has a vocabulary of {weight.size(0)} words, the data "
                 f"{self.num_tokens} (num_tokens): evaluate it on the corpus it was trained on (--data.data_dir, "
                 "--data.vocab_path set to the vocab.json of its run).")
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("language_model", {})
         self.averaging = bool(state.get("averaging", False))
         self.val_history = [float(v) for v in state.get("val_history", [])]
