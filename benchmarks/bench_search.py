@@ -165,7 +165,44 @@ def child(args: argparse.Namespace) -> None:
     fn = {"darts_pl": ours, "reference": reference}[impl](args)[kind]
     for _ in range(2):
         fn()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)  # KB -> GB
+    print(_peak_rss_gb())
+
+
+def _peak_rss_gb() -> float:
+    """This process's peak resident memory. ``ru_maxrss`` would also count the parent's peak before exec."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6  # kB -> GB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def summarize(times: dict[tuple[str, str], list[float]]) -> list[dict[str, Any]]:
+    rows = []
+    for (impl, kind), ts in times.items():
+        floor = statistics.median(times[(impl, "floor")]) if (impl, "floor") in times else float("nan")
+        row = {"impl": impl, "case": kind, "median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
+               "x_floor": statistics.median(ts) / floor, "peak_gb": None, "vs_reference": None}
+        if impl == "darts_pl" and ("reference", kind) in times:
+            row["vs_reference"] = row["median_s"] / statistics.median(times[("reference", kind)])
+        rows.append(row)
+    return rows
+
+
+def add_memory(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["peak_gb"] = peak_memory(args, row["impl"], row["case"])
+    for row in rows:
+        ref = next((r for r in rows if r["impl"] == "reference" and r["case"] == row["case"]), None)
+        if row["impl"] == "darts_pl" and ref:
+            row["memory_vs_reference"] = row["peak_gb"] / ref["peak_gb"]
+
+
+def memory_only(args: argparse.Namespace, impls: list[str]) -> None:
+    for impl in impls:
+        for kind in args.kinds:
+            print(f"{impl:<10} {kind:<7} peak {peak_memory(args, impl, kind):.2f} GB", flush=True)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -200,6 +237,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reference", default=str(DEFAULT_REFERENCE))
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-only", action="store_true", help="only the peak memory of each case")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -228,23 +266,13 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
     impls = ["darts_pl"] if args.no_reference or not Path(args.reference).is_file() else list(IMPLS)
-    times = time_cases(args, impls)
-    rows = []
-    for (impl, kind), ts in times.items():
-        floor = statistics.median(times[(impl, "floor")]) if (impl, "floor") in times else float("nan")
-        row = {"impl": impl, "case": kind, "median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
-               "x_floor": statistics.median(ts) / floor, "peak_gb": None, "vs_reference": None}
-        if impl == "darts_pl" and ("reference", kind) in times:
-            row["vs_reference"] = row["median_s"] / statistics.median(times[("reference", kind)])
-        rows.append(row)
+    if args.memory_only:
+        memory_only(args, impls)
+        return
+    rows = summarize(time_cases(args, impls))
     print(table(rows), file=sys.stderr, flush=True)  # timings first; memory takes a fresh process per case
     if not args.no_memory:
-        for row in rows:
-            row["peak_gb"] = peak_memory(args, row["impl"], row["case"])
-        for row in rows:
-            ref = next((r for r in rows if r["impl"] == "reference" and r["case"] == row["case"]), None)
-            if row["impl"] == "darts_pl" and ref:
-                row["memory_vs_reference"] = row["peak_gb"] / ref["peak_gb"]
+        add_memory(args, rows)
     setting = (f"batch {args.batch}, {args.cells} cells, {args.channels} channels, {args.image_size}px, "
                f"{args.device}, {args.precision}, darts_pl channels_last={args.channels_last}, "
                f"reference channels_last={args.reference_channels_last}, compile={args.compile}, "
