@@ -20,5 +20,5 @@ class NonFiniteError(RuntimeError):
 def check_finite(value: torch.Tensor, what: str, phase: str) -> None:
     """Raise ``NonFiniteError`` naming ``what`` and ``phase`` if ``value`` holds a NaN or an infinity."""
     if not bool(torch.isfinite(value).all()):
-        shown = f"{float(value):.4g}" if value.numel() == 1 else "a tensor with NaN/inf entries"
+        shown = f"{float(value.detach()):.4g}" if value.numel() == 1 else "a tensor with NaN/inf entries"
         raise NonFiniteError(f"non-finite {what} in the {phase}: {shown}")
