@@ -87,8 +87,6 @@ def tiny_search(kind: str, root: Path, *, max_epochs: int = EPOCHS, callbacks: l
 def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Run]]:
     """``search(kind)``: the tiny search with that logger, run once per module."""
     home = tmp_path_factory.mktemp("wandb_home")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     runs: dict[str, Run] = {}
 
     def get(kind: str) -> Run:
@@ -107,7 +105,6 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str],
             import wandb
 
             wandb.finish()
-            torch.set_num_threads(threads)
 
 
 LOGGERS = ["wandb", "csv+tensorboard", "none"]

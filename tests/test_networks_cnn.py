@@ -23,14 +23,6 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on small shared CPUs two OpenMP threads per process stall each other (DESIGN §8)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ----------------------------------------------------------------------------- the paper's sizes
 def test_cifar_parameter_count_matches_paper() -> None:

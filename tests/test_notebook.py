@@ -41,18 +41,13 @@ def test_notebook_is_stored_without_outputs() -> None:
 
 
 def test_notebook_runs_on_a_cnn_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", devices=1,
-                            logger=False, default_root_dir=str(tmp_path / "run"), enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False,
-                            callbacks=[ArchitectureMonitor(), GenotypeCheckpoint(verbose=False, diagrams=False)])
-        trainer.fit(LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)),
-                    DigitsDataModule(batch_size=16))
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", devices=1,
+                        logger=False, default_root_dir=str(tmp_path / "run"), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[ArchitectureMonitor(), GenotypeCheckpoint(verbose=False, diagrams=False)])
+    trainer.fit(LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)),
+                DigitsDataModule(batch_size=16))
     monkeypatch.setenv("DARTS_RUN_DIR", str(tmp_path / "run"))
     text, images = execute(tmp_path)
     assert f"run directory: {(tmp_path / 'run').resolve()}" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,6 @@ from darts_pl.strategies import FirstOrder, SecondOrder
 
 from .conftest import REPO
 from .test_text_data import write_mini_corpus
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: the recurrent cell runs many tiny ops, and on a shared 2-core machine two
-    OpenMP threads per process make them many times slower (DESIGN §8)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 VOCAB = 50
 

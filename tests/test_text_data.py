@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,17 +27,6 @@ from darts_pl.data.text import (
     variable_windows,
 )
 from darts_pl.errors import ConfigurationError, DataNotFoundError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: the recurrent cell runs many tiny ops, and on a shared 2-core machine two
-    OpenMP threads per process make them many times slower (DESIGN §8)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 REAL_FILES = {  # the counts the shared data README gives: lines, tokens with <eos>
     "ptb/ptb.valid.txt": (3370, 73760),

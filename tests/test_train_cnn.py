@@ -33,14 +33,6 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLASSES = ("airplane", "automobile", "bird")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on small shared CPUs two OpenMP threads per process stall each other (DESIGN §8)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _trainer(root: Path, **kwargs) -> L.Trainer:
     options = dict(default_root_dir=root, max_epochs=1, limit_train_batches=2, limit_val_batches=1,

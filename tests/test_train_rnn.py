@@ -3,7 +3,6 @@ learning-rate scaling, the SGD -> ASGD switch with averaged evaluation, checkpoi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,15 +22,6 @@ from darts_pl.networks import DARTSCell
 
 from .conftest import REPO
 from .test_text_data import write_mini_corpus
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: the recurrent cell runs many tiny ops (DESIGN §8)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
