@@ -50,12 +50,18 @@ def write_cifar10_batches(root: Path, per_batch: int = 8, test_size: int = 8, se
 
 
 @pytest.fixture
-def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny CIFAR-10 directory; the MD5 check of the real files is bypassed in tests only."""
+def fake_cifar_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny batches are not the official files: accept them without their MD5 sums (tests only;
+    ``batches.meta`` is checked separately by ``CIFAR10._load_meta``)."""
     import torchvision.datasets.cifar as cifar
 
     monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path, fake_cifar_checksums: None) -> Path:
+    """A tiny CIFAR-10 directory in the real pickle format."""
     return write_cifar10_batches(tmp_path / "cifar10")
 
 

@@ -3,18 +3,15 @@ search → genotype.json → training round trip."""
 from __future__ import annotations
 
 import json
-import pickle
 import tarfile
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 from lightning.pytorch.callbacks import Callback
-from torchvision.datasets import CIFAR10
 
 from darts_pl import genotypes
 from darts_pl.callbacks import DropPathSchedule, GenotypeCheckpoint
@@ -27,9 +24,10 @@ from darts_pl.modules import LitClassifier, LitSearch
 from darts_pl.search import CNNSearchSpace
 from darts_pl.strategies import FirstOrder
 
+from .conftest import SHARED_DATA, write_cifar10_batches
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLASSES = ("airplane", "automobile", "bird")
 
 
@@ -52,33 +50,7 @@ def _tiny(**kwargs) -> LitClassifier:
 @pytest.fixture(scope="module")
 def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CIFAR-10 as torchvision reads it: cifar-10-batches-py/ with pickled batches and batches.meta."""
-    root = tmp_path_factory.mktemp("cifar10")
-    folder = root / CIFAR10.base_folder
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-
-    def batch(name: str, n: int) -> None:
-        data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)  # rows: R plane, G plane, B plane
-        labels = [int(v) for v in rng.integers(0, 10, size=n)]
-        with open(folder / name, "wb") as handle:
-            pickle.dump({"batch_label": name, "data": data, "labels": labels,
-                         "filenames": [f"{name}_{i}.png" for i in range(n)]}, handle)
-
-    for i in range(1, 6):
-        batch(f"data_batch_{i}", 4)
-    batch("test_batch", 6)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                     "ship", "truck"], "num_cases_per_batch": 4, "num_vis": 3072}, handle)
-    return root
-
-
-@pytest.fixture
-def fake_cifar_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Our tiny batches are not the official files: accept them without their md5 sums."""
-    monkeypatch.setattr(CIFAR10, "_check_integrity", lambda self: True)
-    # batches.meta is checked separately (CIFAR10._load_meta calls check_integrity itself).
-    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args, **kwargs: True)
+    return write_cifar10_batches(tmp_path_factory.mktemp("cifar10"), per_batch=4, test_size=6)
 
 
 @pytest.fixture(scope="module")
