@@ -108,3 +108,17 @@ def test_digits_is_real_and_offline() -> None:
     assert len(train_idx) + len(val_idx) + len(dm.test_dataloader().dataset) == 1797
     x, y = next(iter(dm.train_dataloader()["train"]))
     assert x.shape == (32, 1, 8, 8) and set(y.tolist()) <= set(range(10))
+
+
+def test_corrupt_image_is_named(tmp_path: Path, cifar_jpegs: Path) -> None:
+    import shutil
+
+    root = tmp_path / "images"
+    shutil.copytree(cifar_jpegs, root)
+    bad = next((root / "train" / "cat").iterdir())
+    bad.write_bytes(b"not a jpeg")
+    dm = ImageFolderDataModule(data_dir=str(root), batch_size=20, mode="search", train_portion=0.5)
+    with pytest.raises(DataNotFoundError, match=rf"cannot read image .*{bad.name}.*remove or replace"):
+        for loader in dm.train_dataloader().values():
+            for _ in loader:
+                pass

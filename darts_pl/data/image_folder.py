@@ -1,12 +1,14 @@
 """Any image-classification dataset in the ImageFolder layout, for searching a cell on your own data.
 
 Layout: ``data_dir/<class>/*.jpg`` (search only), or ``data_dir/train/<class>/*`` with
-``data_dir/val/<class>/*`` (or ``test/``) for search and training.
+``data_dir/val/<class>/*`` (or ``test/``) for search and training. An unreadable or corrupt image stops
+the run with an error naming the file (it is not skipped: a silently smaller dataset changes the split).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
@@ -30,10 +32,19 @@ def find_split(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+def load_image(path: str) -> Image.Image:
+    """Open an image as RGB; an unreadable or corrupt file stops the run with its path (no silent skip)."""
+    try:
+        with open(path, "rb") as handle:
+            return Image.open(handle).convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataNotFoundError(f"cannot read image {path!r} ({err}); remove or replace the file.") from None
+
+
 def image_folder(root: Path, transform: T.Compose, setting: str) -> ImageFolder:
     """torchvision's ImageFolder, with an error that shows the expected layout."""
     try:
-        return ImageFolder(str(root), transform=transform)
+        return ImageFolder(str(root), transform=transform, loader=load_image)
     except (FileNotFoundError, RuntimeError) as err:
         raise DataNotFoundError(f"{setting} {str(root)!r} is not an image folder ({err}).\n{LAYOUT}") from None
 
