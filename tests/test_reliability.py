@@ -165,3 +165,16 @@ def test_killed_training_job_resumes_to_the_same_weights(tmp_path: Path) -> None
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+
+
+def test_nonfinite_loss_stops_a_training_job(tmp_path: Path) -> None:
+    from darts_pl.modules import LitClassifier
+
+    module = LitClassifier(genotype="DARTS_V2", network="cifar", channels=4, num_cells=3, num_classes=10,
+                           in_channels=1, auxiliary=False)
+    module.network.classifier.register_forward_hook(lambda mod, args, out: out * float("inf"))
+    trainer = L.Trainer(default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    with pytest.raises(NonFiniteError, match=r"training loss in the weight step \(epoch 0, batch 0\)"):
+        trainer.fit(module, DigitsDataModule(batch_size=16, mode="train"))

@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from darts_pl.distributed import configure_cpu_threads
-from darts_pl.errors import ConfigurationError
+from darts_pl.errors import ConfigurationError, check_finite
 from darts_pl.genotypes import GenotypeError, to_dict
 from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.modules.search import _scaled_lr
@@ -149,6 +149,9 @@ class LitLanguageModel(ResumableRNG):
         optimizer = self.optimizers()
         out, loss = self._loss("train", batch)
         penalty = activation_regularization(out, self.ar, self.tar)
+        check_finite(loss + penalty, "training loss",
+                     f"weight step (epoch {self.current_epoch}, batch {batch_idx}); stopped, the last checkpoint "
+                     "is left as it was")
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss + penalty)
         if self.grad_clip is not None:

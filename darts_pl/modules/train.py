@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from darts_pl.errors import ConfigurationError
+from darts_pl.errors import ConfigurationError, check_finite
 from darts_pl.genotypes import GenotypeError, to_dict
 from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.networks.cnn import NetworkCIFAR, NetworkImageNet, cnn_genotype
@@ -125,6 +125,9 @@ class LitClassifier(ResumableRNG):
         x, y = batch
         logits, logits_aux = self.network(x)
         loss, loss_aux = self.training_loss(logits, logits_aux, y)
+        check_finite(loss, "training loss",
+                     f"weight step (epoch {self.current_epoch}, batch {batch_idx}); stopped, the last checkpoint "
+                     "is left as it was")
         if loss_aux is not None:
             self.log("train/loss_aux", loss_aux.detach(), on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
