@@ -7,10 +7,13 @@ connection is a factorized reduce (two offset 1×1 convolutions). ``OPS`` maps a
 
 Every block whose first layer is a ReLU exposes ``preactivated(relu_x)``: the supernet's mixed op
 computes ``relu(x)`` once per edge and feeds it to all of them, which is the same maths with less work.
+Blocks that end in a BatchNorm also expose ``scaled(relu_x, p)`` = ``p · preactivated(relu_x)``, computed
+by that BatchNorm with ``p`` as its affine weight (see ``scaled_batch_norm``).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -20,6 +23,158 @@ from darts_pl.errors import ConfigurationError
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
+
+def scaled_batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale · bn(z)`` for a scalar tensor ``scale``, as one batch norm whose affine weight carries ``scale``.
+
+    The same value and the same running-statistics update as ``bn(z)``, but autograd keeps only what the
+    batch norm keeps (its input and per-channel statistics): the product ``scale · bn(z)`` would also keep
+    the normalised output for the gradient of ``scale``. In the supernet's mixed op that is one activation
+    map less per candidate op and edge. Double backward works as for any batch norm.
+    """
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+    pass_stats = not bn.training or bn.track_running_stats
+    # A real (C,) tensor, not a stride-0 expand: the CPU channels-last batch-norm backward reads the weight
+    # as contiguous memory and would take garbage for the gradient of z.
+    weight = scale.expand(z.shape[1]).contiguous() if bn.weight is None else bn.weight * scale
+    bias = None if bn.bias is None else bn.bias * scale
+    return F.batch_norm(z, bn.running_mean if pass_stats else None, bn.running_var if pass_stats else None,
+                        weight, bias, use_batch_stats, momentum, bn.eps)
+
+
+def _scaled_sequential(body: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale · body(x)``, folding ``scale`` into the final BatchNorm when ``body`` ends in one."""
+    if not isinstance(body, nn.Sequential) or not isinstance(body[-1], nn.BatchNorm2d):
+        return body(x) * scale
+    *layers, bn = body
+    for layer in layers:
+        x = layer(x)
+    return scaled_batch_norm(bn, x, scale)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def _phases(x: torch.Tensor, d: int, stride: int) -> torch.Tensor:
+    """The inputs of a dilation-``d`` conv as non-dilated ones: the d×d polyphase components of ``x``
+    stacked on the batch dimension (stride 1), or the one component a stride-``d`` conv reads."""
+    fmt = _memory_format(x)
+    if stride == d:
+        return x[:, :, ::d, ::d].contiguous(memory_format=fmt)
+    n, c, h, w = x.shape
+    return (x.reshape(n, c, h // d, d, w // d, d).permute(3, 5, 0, 1, 2, 4)
+            .reshape(d * d * n, c, h // d, w // d).contiguous(memory_format=fmt))
+
+
+def _unphase(y: torch.Tensor, d: int, stride: int, shape: torch.Size, fmt: torch.memory_format) -> torch.Tensor:
+    """Inverse of ``_phases`` for an input of ``shape`` (for stride ``d``: scattered into zeros)."""
+    if stride == d:
+        out = y.new_zeros(shape).contiguous(memory_format=fmt)
+        out[:, :, ::d, ::d] = y
+        return out
+    _, c, h, w = y.shape
+    return (y.reshape(d, d, shape[0], c, h, w).permute(2, 3, 4, 0, 5, 1)
+            .reshape(shape[0], c, h * d, w * d).contiguous(memory_format=fmt))
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """A depthwise conv (stride 1, or stride = dilation > 1) whose CPU backward avoids the slow kernels.
+
+    The CPU backward of depthwise convs that are dilated or larger than 3×3 is many times slower than
+    their forward. Here the input gradient is the forward conv of the output gradient with the flipped
+    kernel, and the weight gradient of a dilation-``d`` conv is, where that is faster
+    (``_depthwise_weight_grad``), that of a plain conv of the ``d × d`` polyphase components
+    (``_phases``: with padding a multiple of ``d``, output pixel ``(d·i + a, d·j + b)`` reads only input
+    pixels of phase ``(a, b)``; a stride-``d`` conv reads phase ``(0, 0)`` only). Same sums, other
+    kernels. The input is kept for the backward only when the weight needs a gradient (the alpha-only
+    passes of the search do not); the backward is made of differentiable ops, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
+                dilation: int) -> torch.Tensor:
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)
+        ctx.conf = (stride, padding, dilation, x.shape, _memory_format(x))
+        if stride == 1:
+            return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=x.shape[1])
+        return F.conv2d(_phases(x, dilation, stride), weight, padding=padding // dilation, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
+        x, weight = ctx.saved_tensors
+        stride, padding, d, shape, fmt = ctx.conf
+        channels, k = shape[1], weight.shape[-1]
+        need_x, need_w = ctx.needs_input_grad[:2]
+        grad_x = grad_w = None
+        flipped = weight.flip(-2, -1)
+        if stride == 1:
+            if need_x:
+                grad_x = F.conv2d(grad, flipped, padding=d * (k - 1) - padding, dilation=d, groups=channels)
+            if need_w:
+                grad_w = _depthwise_weight_grad(grad, x, weight, padding, d)
+        else:  # a stride-1 undilated conv of phase (0, 0)
+            p = padding // d
+            if need_x:
+                grad_x = _unphase(F.conv2d(grad, flipped, padding=k - 1 - p, groups=channels), d, stride, shape, fmt)
+            if need_w:
+                x_in = _phases(x, d, stride)
+                grad_w = torch.ops.aten.convolution_backward(
+                    grad.contiguous(memory_format=_memory_format(x_in)), x_in, weight, None, [1, 1], [p, p],
+                    [1, 1], False, [0, 0], channels, [False, True, False])[1]
+        return grad_x, grad_w, None, None, None
+
+
+def _depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int,
+                           d: int) -> torch.Tensor:
+    """The weight gradient of a stride-1 depthwise conv, by the fastest of three routes measured on CPU:
+    undilated, the conv's own kernel (channels-last); dilated on sizes divisible by ``d`` whose phases are
+    at least as large as the kernel, a plain conv of the polyphase components; otherwise the dilated
+    kernel in the default memory format (several times faster there than in channels-last)."""
+    channels, k = x.shape[1], weight.shape[-1]
+    if d == 1:
+        x_in, grad_in, p, dilation = x, grad.contiguous(memory_format=_memory_format(x)), padding, 1
+    elif padding % d == 0 and all(size % d == 0 and size // d >= k for size in x.shape[-2:]):
+        x_in = _phases(x, d, 1)
+        grad_in = _phases(grad, d, 1).contiguous(memory_format=_memory_format(x_in))
+        p, dilation = padding // d, 1
+    else:
+        x_in, grad_in, p, dilation = x.contiguous(), grad.contiguous(), padding, d
+    return torch.ops.aten.convolution_backward(grad_in, x_in, weight, None, [1, 1], [p, p], [dilation, dilation],
+                                               False, [0, 0], channels, [False, True, False])[1]
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with ``groups == in_channels == out_channels`` (a depthwise conv).
+
+    On CPU its backward avoids the slow depthwise kernels (``_DepthwiseConv``) where the shape allows:
+    stride 1 with padding at most ``dilation · (kernel - 1)``, or stride = dilation ``d`` > 1 with padding
+    a multiple of ``d``. Otherwise, and on other devices, it is ``nn.Conv2d``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1) -> None:
+        super().__init__(channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_grad_enabled() and self._fast_backward(x):
+            return _DepthwiseConv.apply(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+        return super().forward(x)
+
+    def _fast_backward(self, x: torch.Tensor) -> bool:
+        (s, s2), (d, d2), (k, k2), padding = self.stride, self.dilation, self.kernel_size, self.padding
+        if s != s2 or d != d2 or k != k2 or not isinstance(padding, tuple) or padding[0] != padding[1]:
+            return False
+        p = padding[0]
+        if s == 1:
+            return p <= d * (k - 1)
+        return s == d and p % d == 0
 
 
 class PreActivated(nn.Module):
@@ -32,6 +187,10 @@ class PreActivated(nn.Module):
 
     def preactivated(self, relu_x: torch.Tensor) -> torch.Tensor:
         return self.body(relu_x)
+
+    def scaled(self, relu_x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``scale · preactivated(relu_x)`` for a scalar tensor ``scale`` (see ``scaled_batch_norm``)."""
+        return _scaled_sequential(self.body, relu_x, scale)
 
 
 class ReLUConvBN(PreActivated):
@@ -51,8 +210,7 @@ class DilConv(PreActivated):
                  dilation: int, affine: bool = True) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                      groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, kernel_size, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(c_in, c_out, kernel_size=1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
@@ -70,6 +228,9 @@ class SepConv(PreActivated):
     def preactivated(self, relu_x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first.preactivated(relu_x))
 
+    def scaled(self, relu_x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.second.scaled(F.relu(self.first.preactivated(relu_x)), scale)
+
 
 class FactorizedReduce(PreActivated):
     """Halve the resolution with two 1×1 stride-2 convs, the second offset by one pixel."""
@@ -84,12 +245,18 @@ class FactorizedReduce(PreActivated):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def preactivated(self, relu_x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self._halves(relu_x))
+
+    def scaled(self, relu_x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return scaled_batch_norm(self.bn, self._halves(relu_x), scale)
+
+    def _halves(self, relu_x: torch.Tensor) -> torch.Tensor:
         # Odd sizes: the offset branch is one pixel shorter; pad it back (the original assumes even sizes).
         a = self.conv_1(relu_x)
         b = self.conv_2(relu_x[:, :, 1:, 1:])
         if b.shape[-2:] != a.shape[-2:]:
             b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-        return self.bn(torch.cat([a, b], dim=1))
+        return torch.cat([a, b], dim=1)
 
 
 class Conv7x1_1x7(PreActivated):
@@ -117,10 +284,46 @@ class Zero(nn.Module):
         return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
 
 
+class _MaxPoolRecomputingIndices(torch.autograd.Function):
+    """2-D max pooling that keeps only its input for the backward and finds the argmax again there.
+
+    ``F.max_pool2d`` keeps an int64 index per output element (twice the size of a float32 output map);
+    recomputing them costs one pooling pass in the backward. Twice differentiable: the backward is made
+    of differentiable ops, so double backward (the exact Hessian of the second-order step) works.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.pool = (kernel_size, stride, padding)
+        return F.max_pool2d(x, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        (x,) = ctx.saved_tensors
+        k, s, p = ctx.pool
+        with torch.no_grad():
+            _, indices = F.max_pool2d(x, k, s, p, return_indices=True)
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, [k, k], [s, s], [p, p], [1, 1], False,
+                                                                 indices)
+        return grad_x, None, None, None
+
+
+class MaxPool(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (square kernel, no dilation) whose backward recomputes the argmax instead of storing it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plain = self.dilation != 1 or self.ceil_mode or not all(
+            isinstance(v, int) for v in (self.kernel_size, self.stride, self.padding))
+        if plain or not (torch.is_grad_enabled() and x.requires_grad):
+            return super().forward(x)
+        return _MaxPoolRecomputingIndices.apply(x, self.kernel_size, self.stride, self.padding)
+
+
 def _pool(kind: str) -> OpFactory:
     def make(c: int, stride: int, affine: bool) -> nn.Module:
         if kind == "max":
-            return nn.MaxPool2d(3, stride=stride, padding=1)
+            return MaxPool(3, stride=stride, padding=1)
         return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
     return make
 

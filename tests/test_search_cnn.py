@@ -54,24 +54,50 @@ def test_none_op_is_not_run() -> None:
     assert all(PRIMITIVES.index("none") not in e.columns for e in edges)
 
 
-def test_mixed_op_equals_weighted_sum_of_all_ops() -> None:
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_mixed_op_equals_weighted_sum_of_all_ops(stride: int, channels_last: bool) -> None:
+    """Value, gradients (input and alphas), double backward and BN running statistics of the mixed op
+    (probabilities folded into each op's final BatchNorm, sums in place) against the plain formula
+    sum_k p_k * op_k(x) of Eq. 2 run on a copy of the same modules, in float64."""
+    import copy
+
     from darts_pl.ops import make_op
 
     torch.manual_seed(1)
-    mixed = MixedOp(4, 2, PRIMITIVES)
-    probs = torch.softmax(torch.randn(len(PRIMITIVES)), 0)
-    x = torch.randn(2, 4, 8, 8)
-    # Reference: every op, 'none' included, built with the same weights.
-    total = torch.zeros(2, 4, 4, 4)
-    for column, op in zip(mixed.columns, mixed.ops):
-        total += probs[column] * op(x)
-    total += probs[0] * make_op("none", 4, 2, False)(x)
-    assert torch.allclose(mixed(x, probs.unbind(0)), total, atol=1e-6)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    mixed = MixedOp(4, stride, PRIMITIVES).double().to(memory_format=fmt)
+    plain = copy.deepcopy(mixed)
+    alpha = torch.randn(len(PRIMITIVES), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+
+    probs = torch.softmax(alpha, 0)
+    got = mixed(x, probs.unbind(0))
+    expected = probs[0] * make_op("none", 4, stride, False)(x)  # every op, 'none' included
+    for column, op in zip(plain.columns, plain.ops):
+        expected = expected + probs[column] * op(x)
+    assert got.shape == (3, 4, 8 // stride, 8 // stride)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+    g = torch.randn_like(got).contiguous(memory_format=fmt)
+    v = torch.randn_like(x)
+    grads = []
+    for out in (got, expected):
+        dx, da = torch.autograd.grad(out, (x, alpha), g, create_graph=True, retain_graph=True)
+        (mixed_second,) = torch.autograd.grad((dx * v).sum(), alpha, retain_graph=True)  # d/da (v . dout/dx)
+        grads.append((dx, da, mixed_second))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert grads[0][2].abs().sum() > 0
+
+    for (name, a), b in zip(mixed.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    assert any(b.dtype == torch.float64 and (b != 0).any() and (b != 1).any() for b in mixed.buffers())
 
 
 def test_channels_last_gives_the_same_loss() -> None:
     torch.manual_seed(0)
-    a = tiny_space()
+    a = tiny_space(channels_last=False)
     b = tiny_space(channels_last=True)
     b.load_state_dict(a.state_dict())
     batch = (torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,)))

@@ -23,18 +23,23 @@ import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
-from darts_pl.ops import FactorizedReduce, PreActivated, ReLUConvBN, make_op
+from darts_pl.ops import FactorizedReduce, PreActivated, ReLUConvBN, make_op, scaled_batch_norm
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
 
 
 class MixedOp(nn.Module):
-    """Sum of every candidate op on one edge, weighted by that edge's op probabilities (paper Eq. 2)."""
+    """Sum of every candidate op on one edge, weighted by that edge's op probabilities (paper Eq. 2).
+
+    Each op's probability is folded into the affine weight of the op's final BatchNorm
+    (``darts_pl.ops.scaled_batch_norm``), so the backward keeps no weighted output per op, and the
+    sum is accumulated in place.
+    """
 
     def __init__(self, channels: int, stride: int, primitives: Sequence[str]) -> None:
         super().__init__()
         self.stride = stride
         self.columns: list[int] = []  # alpha column of each op kept (``none`` is not kept)
-        self.shares_relu: list[bool] = []
+        self.kinds: list[str] = []  # "preactivated" | "pool" | "plain"
         ops = []
         for column, name in enumerate(primitives):
             if name == "none":
@@ -42,19 +47,29 @@ class MixedOp(nn.Module):
             op = make_op(name, channels, stride, affine=False)
             if "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+                kind = "pool"
+            else:
+                kind = "preactivated" if isinstance(op, PreActivated) else "plain"
             ops.append(op)
             self.columns.append(column)
-            self.shares_relu.append(isinstance(op, PreActivated))
+            self.kinds.append(kind)
         self.ops = nn.ModuleList(ops)
-        self._any_relu = any(self.shares_relu)
+        self._any_relu = "preactivated" in self.kinds
 
     def forward(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         # relu(x) is the first layer of every conv op and of the stride-2 skip: compute it once per edge.
         relu_x = F.relu(x) if self._any_relu else x
         out: torch.Tensor | None = None
-        for column, op, shares in zip(self.columns, self.ops, self.shares_relu):
-            y = op.preactivated(relu_x) if shares else op(x)
-            out = y * probs[column] if out is None else torch.addcmul(out, y, probs[column])
+        for column, op, kind in zip(self.columns, self.ops, self.kinds):
+            p = probs[column]
+            if kind == "preactivated":
+                y = op.scaled(relu_x, p)
+            elif kind == "pool":
+                y = scaled_batch_norm(op[1], op[0](x), p)
+            else:
+                y = op(x) * p
+            # Every term is a fresh tensor no backward keeps, so the sum may accumulate in place.
+            out = y if out is None else out.add_(y)
         if out is None:  # a space whose only op is ``none``
             return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
         return out
@@ -85,7 +100,7 @@ class SearchCell(nn.Module):
             node = None
             for j, h in enumerate(states):
                 y = self.edges[offset + j](h, rows[offset + j])
-                node = y if node is None else node + y
+                node = y if node is None else node.add_(y)  # edge outputs are fresh: sum in place
             offset += len(states)
             states.append(node)
         return torch.cat(states[-self.multiplier:], dim=1)  # (B, multiplier·C, H, W)
@@ -106,8 +121,8 @@ class CNNSearchSpace(SearchSpace):
         alpha_init: ``"randn"`` (original code: ``alpha_init_scale · N(0, 1)``) or ``"zeros"`` (paper).
         alpha_init_scale: Scale of the random alpha initialisation.
         channels_last: Run convolutions in channels-last memory format: the same results up to float
-            rounding, and faster (on this project's 2-core CPU benchmark the supernet's forward+backward
-            took about 0.6x the time of the default format; see the README's Performance table).
+            rounding, and faster on CPU (on this project's 2-core benchmark, when it was introduced, the
+            supernet's forward+backward took about 0.6x the time of the default format).
         label_smoothing: Label smoothing of the cross-entropy (0 in the paper's search).
     """
 
