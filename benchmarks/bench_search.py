@@ -6,8 +6,10 @@
 Cases, timed interleaved in one process (round-robin, after warm-up), on synthetic CIFAR-sized data:
     floor            one forward+backward of the supernet (darts_pl / reference)
     first, second    one search iteration: alpha step (first or second order) + weight step
-Peak memory: on CPU the max RSS of a fresh process running that case alone; on CUDA
-``torch.cuda.max_memory_allocated`` of the case. The reference is ``../shared/bench/reference_darts.py``
+Peak memory: on CPU the max RSS of a fresh process running that case alone (with ``--live-memory``, of a
+process whose allocator hands freed large blocks back at once: the peak of live memory, without the heap
+fragmentation the default allocator adds); on CUDA ``torch.cuda.max_memory_allocated`` of the case.
+The reference is ``../shared/bench/reference_darts.py``
 when present (``--reference PATH``); darts_pl's iteration is the two phases of ``LitSearch.training_step``
 (strategy, arch optimizer step, weight forward/backward into the weights only, clip, SGD step) without
 the Trainer around them.
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -156,7 +159,11 @@ def peak_memory(args: argparse.Namespace, impl: str, kind: str) -> float:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() / 1e9
     cmd = [sys.executable, "-m", "benchmarks.bench_search", *args.argv, "--child", f"{impl}:{kind}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    if args.live_memory:  # glibc: blocks of 256 KiB or more are mapped on their own and unmapped when freed
+        env["MALLOC_MMAP_THRESHOLD_"] = str(256 * 1024)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+                         env=env)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -238,6 +245,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--memory-only", action="store_true", help="only the peak memory of each case")
+    p.add_argument("--live-memory", action="store_true",
+                   help="CPU: the peak of live memory rather than of the heap (the memory processes return every "
+                        "freed block of 256 KiB or more to the system at once, so heap fragmentation is left out; "
+                        "slow)")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
