@@ -47,8 +47,9 @@ def scaled_batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, scale: torch.Tensor) 
                         weight, bias, use_batch_stats, momentum, bn.eps)
 
 
-def _scaled_sequential(body: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``scale · body(x)``, folding ``scale`` into the final BatchNorm when ``body`` ends in one."""
+def scaled(body: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale · body(x)``, folding ``scale`` into the final BatchNorm when ``body`` is an ``nn.Sequential``
+    ending in one (``scaled_batch_norm``); otherwise the product."""
     if not isinstance(body, nn.Sequential) or not isinstance(body[-1], nn.BatchNorm2d):
         return body(x) * scale
     *layers, bn = body
@@ -190,7 +191,7 @@ class PreActivated(nn.Module):
 
     def scaled(self, relu_x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``scale · preactivated(relu_x)`` for a scalar tensor ``scale`` (see ``scaled_batch_norm``)."""
-        return _scaled_sequential(self.body, relu_x, scale)
+        return scaled(self.body, relu_x, scale)
 
 
 class ReLUConvBN(PreActivated):

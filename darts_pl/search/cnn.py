@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
-from darts_pl.ops import FactorizedReduce, PreActivated, ReLUConvBN, make_op, scaled_batch_norm
+from darts_pl.ops import FactorizedReduce, PreActivated, ReLUConvBN, make_op, scaled
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
 
 
@@ -39,7 +39,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.stride = stride
         self.columns: list[int] = []  # alpha column of each op kept (``none`` is not kept)
-        self.kinds: list[str] = []  # "preactivated" | "pool" | "plain"
+        self.shares_relu: list[bool] = []
         ops = []
         for column, name in enumerate(primitives):
             if name == "none":
@@ -47,27 +47,18 @@ class MixedOp(nn.Module):
             op = make_op(name, channels, stride, affine=False)
             if "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
-                kind = "pool"
-            else:
-                kind = "preactivated" if isinstance(op, PreActivated) else "plain"
             ops.append(op)
             self.columns.append(column)
-            self.kinds.append(kind)
+            self.shares_relu.append(isinstance(op, PreActivated))
         self.ops = nn.ModuleList(ops)
-        self._any_relu = "preactivated" in self.kinds
+        self._any_relu = any(self.shares_relu)
 
     def forward(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         # relu(x) is the first layer of every conv op and of the stride-2 skip: compute it once per edge.
         relu_x = F.relu(x) if self._any_relu else x
         out: torch.Tensor | None = None
-        for column, op, kind in zip(self.columns, self.ops, self.kinds):
-            p = probs[column]
-            if kind == "preactivated":
-                y = op.scaled(relu_x, p)
-            elif kind == "pool":
-                y = scaled_batch_norm(op[1], op[0](x), p)
-            else:
-                y = op(x) * p
+        for column, op, shares in zip(self.columns, self.ops, self.shares_relu):
+            y = op.scaled(relu_x, probs[column]) if shares else scaled(op, x, probs[column])
             # Every term is a fresh tensor no backward keeps, so the sum may accumulate in place.
             out = y if out is None else out.add_(y)
         if out is None:  # a space whose only op is ``none``
