@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
@@ -123,8 +123,6 @@ def _check_edges(edges: Sequence[tuple[str, int]], *, field: str, known: Sequenc
         node = pos // per_node
         if op not in known:
             raise GenotypeError(f"Genotype field {field!r}, edge {pos}: unknown op {op!r}; known: {', '.join(known)}.")
-        if op == "none":
-            raise GenotypeError(f"Genotype field {field!r}, edge {pos}: op 'none' cannot be part of a derived cell.")
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < node + first_inputs:
             raise GenotypeError(
                 f"Genotype field {field!r}, edge {pos} (node {node}): input index {index!r} out of range; "
@@ -139,10 +137,29 @@ def _check_concat(concat: Sequence[int], *, field: str, num_states: int) -> None
             raise GenotypeError(f"Genotype field {field!r}: node index {index!r} out of range 0..{num_states - 1}.")
 
 
+def known_cnn_ops() -> tuple[str, ...]:
+    """Op names a CNN genotype may use: the paper's, and every name registered in ``darts_pl.ops.OPS``
+    (a user's own op registered there saves and loads like the built-in ones)."""
+    try:
+        from darts_pl.ops import OPS  # imports torch: only when validating a CNN genotype
+    except ImportError:  # reading genotypes without torch installed
+        return PRIMITIVES + EVAL_ONLY_PRIMITIVES
+    return tuple(dict.fromkeys((*PRIMITIVES, *EVAL_ONLY_PRIMITIVES, *OPS)))
+
+
+def known_rnn_ops() -> tuple[str, ...]:
+    """Op names a recurrent genotype may use: the paper's and every name in ``darts_pl.networks.rnn.ACTIVATIONS``."""
+    try:
+        from darts_pl.networks.rnn import ACTIVATIONS
+    except ImportError:
+        return RNN_PRIMITIVES
+    return tuple(dict.fromkeys((*RNN_PRIMITIVES, *ACTIVATIONS)))
+
+
 def validate(genotype: AnyGenotype) -> AnyGenotype:
     """Raise ``GenotypeError`` naming the problem if ``genotype`` cannot describe a cell; else return it."""
     if isinstance(genotype, Genotype):
-        known = PRIMITIVES + EVAL_ONLY_PRIMITIVES
+        known = known_cnn_ops()
         for field in ("normal", "reduce"):
             edges = getattr(genotype, field)
             _check_edges(edges, field=field, known=known, per_node=2, first_inputs=2)
@@ -150,7 +167,7 @@ def validate(genotype: AnyGenotype) -> AnyGenotype:
                           num_states=len(edges) // 2 + 2)
         return genotype
     if isinstance(genotype, RNNGenotype):
-        _check_edges(genotype.recurrent, field="recurrent", known=RNN_PRIMITIVES, per_node=1, first_inputs=1)
+        _check_edges(genotype.recurrent, field="recurrent", known=known_rnn_ops(), per_node=1, first_inputs=1)
         _check_concat(genotype.concat, field="concat", num_states=len(genotype.recurrent) + 1)
         return genotype
     raise GenotypeError(f"Expected a Genotype or RNNGenotype, got {type(genotype).__name__}.")
@@ -243,8 +260,12 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any] | AnyGenotype) -> A
 
 
 # ----------------------------------------------------------------------------------------- derivation
-def _derive_edges(probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
-                  first_inputs: int, k: int) -> list[tuple[str, int]]:
+EdgeSelection = Callable[..., "list[tuple[str, int]]"]
+"""``select(probs, primitives, *, num_nodes, first_inputs, k) -> [(op, input), ...]``: the cell's edges."""
+
+
+def top_k_edges(probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
+                first_inputs: int, k: int) -> list[tuple[str, int]]:
     """Keep the ``k`` strongest incoming edges of each node; name the strongest non-``none`` op on each."""
     none = primitives.index("none") if "none" in primitives else -1
     expected = sum(first_inputs + i for i in range(num_nodes))
@@ -270,21 +291,27 @@ def _derive_edges(probs: Sequence[Sequence[float]], primitives: Sequence[str], *
 
 def derive_cnn(normal_probs: Sequence[Sequence[float]], reduce_probs: Sequence[Sequence[float]],
                *, num_nodes: int = 4, multiplier: int = 4,
-               primitives: Sequence[str] = PRIMITIVES) -> Genotype:
-    """The CNN genotype of per-edge probabilities (edges × ops), k=2 inputs per node."""
+               primitives: Sequence[str] = PRIMITIVES, select: EdgeSelection = top_k_edges) -> Genotype:
+    """The CNN genotype of per-edge probabilities (edges × ops), k=2 inputs per node; ``select`` picks the
+    edges of each cell (DARTS's top-k by default)."""
     concat = list(range(2 + num_nodes - multiplier, num_nodes + 2))
-    return Genotype(
-        normal=_derive_edges(normal_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2),
-        normal_concat=concat,
-        reduce=_derive_edges(reduce_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2),
-        reduce_concat=list(concat),
-    )
+    normal = select(normal_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2)
+    reduce = select(reduce_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2)
+    return Genotype(normal=normal, normal_concat=_connected(concat, normal, 2),
+                    reduce=reduce, reduce_concat=_connected(concat, reduce, 2))
+
+
+def _connected(concat: list[int], edges: Sequence[tuple[str, int]], k: int) -> list[int]:
+    """``concat`` without the nodes whose every edge a derivation dropped (``none``); all of ``concat`` when no
+    node kept an edge (an all-``none`` cell, e.g. before any FairDARTS weight reaches its threshold)."""
+    kept = [n for n in concat if any(op != "none" for op, _ in edges[(n - 2) * k:(n - 1) * k])]
+    return kept or concat
 
 
 def derive_rnn(probs: Sequence[Sequence[float]], *, num_nodes: int = 8,
-               primitives: Sequence[str] = RNN_PRIMITIVES) -> RNNGenotype:
+               primitives: Sequence[str] = RNN_PRIMITIVES, select: EdgeSelection = top_k_edges) -> RNNGenotype:
     """The recurrent genotype of per-edge probabilities (edges × ops), k=1 input per node."""
     return RNNGenotype(
-        recurrent=_derive_edges(probs, primitives, num_nodes=num_nodes, first_inputs=1, k=1),
+        recurrent=select(probs, primitives, num_nodes=num_nodes, first_inputs=1, k=1),
         concat=list(range(1, num_nodes + 1)),
     )

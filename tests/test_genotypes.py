@@ -55,10 +55,10 @@ def test_derivation_matches_supernet_softmax() -> None:
 
     space = CNNSearchSpace(channels=4, num_cells=3)
     with torch.no_grad():
-        space.alpha_normal.normal_()
-        space.alpha_reduce.normal_()
+        space.arch["normal"].normal_()
+        space.arch["reduce"].normal_()
     probs = space.edge_probs()
-    assert torch.allclose(probs["normal"], torch.softmax(space.alpha_normal, -1))
+    assert torch.allclose(probs["normal"], torch.softmax(space.arch["normal"], -1))
     assert space.genotype() == G.derive_cnn(probs["normal"].tolist(), probs["reduce"].tolist())
 
 
@@ -95,7 +95,6 @@ def test_resolve_by_name_and_mapping() -> None:
     (lambda d: d["normal"].__setitem__(0, ["sep_conv_9x9", 0]), "unknown op 'sep_conv_9x9'"),
     (lambda d: d["normal"].__setitem__(0, ["sep_conv_3x3", 2]), "input index 2 out of range"),
     (lambda d: d["reduce"].pop(), "needs 2 per node"),
-    (lambda d: d["normal"].__setitem__(1, ["none", 0]), "'none' cannot"),
     (lambda d: d.pop("reduce_concat"), "expected"),
     (lambda d: d.__setitem__("normal_concat", [2, 9]), "node index 9 out of range"),
 ])

@@ -74,7 +74,7 @@ def test_fit_two_batches_each_parameter_set_changes_only_through_its_optimizer(t
     assert audit.changed["arch"] == arch_idx
     assert audit.changed["weight"] and audit.changed["weight"] <= weight_idx
     assert audit.outside_steps == 0
-    assert not torch.equal(alphas0[0], module.space.alpha_normal)
+    assert not torch.equal(alphas0[0], module.space.arch["normal"])
     metrics = trainer_metrics = module.trainer.callback_metrics
     for key in ("train/loss", "train/acc", "arch/loss", "val/loss", "val/acc", "lr/weight", "lr/arch"):
         assert key in metrics, (key, sorted(trainer_metrics))
@@ -83,9 +83,9 @@ def test_fit_two_batches_each_parameter_set_changes_only_through_its_optimizer(t
 def test_warmup_epochs_skip_alpha_steps(tmp_path) -> None:
     module = make_module()
     module.warmup_epochs = 1
-    before = module.space.alpha_normal.detach().clone()
+    before = module.space.arch["normal"].detach().clone()
     trainer(tmp_path).fit(module, DigitsDataModule(batch_size=16))
-    assert torch.equal(before, module.space.alpha_normal)
+    assert torch.equal(before, module.space.arch["normal"])
 
 
 def test_search_needs_search_batches(tmp_path) -> None:
@@ -106,8 +106,8 @@ def test_resume_restores_alphas_optimizers_and_scheduler(tmp_path) -> None:
 
         def on_train_start(self, trainer, pl_module) -> None:
             space = pl_module.space
-            assert torch.equal(space.alpha_normal, first.space.alpha_normal)
-            assert torch.equal(space.alpha_reduce, first.space.alpha_reduce)
+            assert torch.equal(space.arch["normal"], first.space.arch["normal"])
+            assert torch.equal(space.arch["reduce"], first.space.arch["reduce"])
             weight_opt = trainer.optimizers[0]
             assert weight_opt.param_groups[0]["lr"] == first.trainer.optimizers[0].param_groups[0]["lr"] < 0.025
             for ours, saved in zip(trainer.optimizers, state["optimizer_states"]):

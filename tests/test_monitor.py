@@ -214,7 +214,7 @@ def test_tensorboard_gets_images_histograms_and_text(search: Callable[[str], Run
 def test_skip_connect_early_stop_ends_a_collapsed_search_after_min_epochs(tmp_path: Path) -> None:
     space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
     with torch.no_grad():  # a collapsed normal cell: skip_connect dominates every edge
-        space.alpha_normal[:, PRIMITIVES.index("skip_connect")] = 5.0
+        space.arch["normal"][:, PRIMITIVES.index("skip_connect")] = 5.0
     stop = SkipConnectEarlyStop(num_skip_connects=2, min_epochs=2)
     first, second = ArchitectureMonitor(), ArchitectureMonitor()
     messages: list[str] = []

@@ -40,7 +40,9 @@ def env() -> dict[str, str]:
 
 def final_alphas(run: Path) -> dict[str, torch.Tensor]:
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    return {k: v for k, v in state.items() if "alpha_" in k}
+    alphas = {k: v for k, v in state.items() if k.startswith("space.arch.")}
+    assert alphas, "no architecture tensors in the checkpoint"
+    return alphas
 
 
 def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import torch
 from darts_pl.genotypes import PRIMITIVES
 from darts_pl.ops import Zero
 from darts_pl.search import CNNSearchSpace
-from darts_pl.search.cnn import MixedOp
+from darts_pl.search.edges import MixedOp
 
 
 def tiny_space(**kwargs) -> CNNSearchSpace:
@@ -17,9 +17,9 @@ def tiny_space(**kwargs) -> CNNSearchSpace:
 def test_alphas_are_registered_parameters_of_the_paper_shape() -> None:
     space = CNNSearchSpace()  # the paper's size: 8 cells, 16 channels
     names = [n for n, _ in space.named_arch_parameters()]
-    assert names == ["alpha_normal", "alpha_reduce"]
-    assert space.alpha_normal.shape == (14, 8) and space.alpha_reduce.shape == (14, 8)
-    assert space.alpha_normal.abs().max() < 1e-2  # 1e-3 * N(0, 1)
+    assert names == ["arch.normal", "arch.reduce"]
+    assert space.arch["normal"].shape == (14, 8) and space.arch["reduce"].shape == (14, 8)
+    assert space.arch["normal"].abs().max() < 1e-2  # 1e-3 * N(0, 1)
     arch = {id(p) for p in space.arch_parameters()}
     weights = {id(p) for p in space.weight_parameters()}
     assert not arch & weights
@@ -30,7 +30,7 @@ def test_alphas_are_registered_parameters_of_the_paper_shape() -> None:
 
 def test_zero_init_option() -> None:
     space = tiny_space(alpha_init="zeros")
-    assert torch.count_nonzero(space.alpha_normal) == 0
+    assert torch.count_nonzero(space.arch["normal"]) == 0
 
 
 def test_every_weight_and_alpha_gets_a_gradient() -> None:
@@ -43,7 +43,7 @@ def test_every_weight_and_alpha_gets_a_gradient() -> None:
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
     # the 'none' column gets its gradient through the softmax
-    assert space.alpha_normal.grad[:, PRIMITIVES.index("none")].abs().sum() > 0
+    assert space.arch["normal"].grad[:, PRIMITIVES.index("none")].abs().sum() > 0
 
 
 def test_none_op_is_not_run() -> None:
@@ -72,7 +72,7 @@ def test_mixed_op_equals_weighted_sum_of_all_ops(stride: int, channels_last: boo
     x = torch.randn(3, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
 
     probs = torch.softmax(alpha, 0)
-    got = mixed(x, probs.unbind(0))
+    got = mixed.weighted_sum(x, probs.unbind(0))
     expected = probs[0] * make_op("none", 4, stride, False)(x)  # every op, 'none' included
     for column, op in zip(plain.columns, plain.ops):
         expected = expected + probs[column] * op(x)

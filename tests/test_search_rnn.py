@@ -55,8 +55,8 @@ def graph_size(tensor: torch.Tensor) -> int:
 # ----------------------------------------------------------------------------------------- the space
 def test_alphas_and_flags() -> None:
     space = tiny_space()
-    assert [n for n, _ in space.named_arch_parameters()] == ["alpha_recurrent"]
-    assert space.alpha_recurrent.shape == (36, 5)  # 1 + 2 + ... + 8 edges, 5 ops
+    assert [n for n, _ in space.named_arch_parameters()] == ["arch.recurrent"]
+    assert space.arch["recurrent"].shape == (36, 5)  # 1 + 2 + ... + 8 edges, 5 ops
     assert len(space.edge_labels()) == 36 and space.edge_labels()[:3] == ["0->1", "0->2", "1->2"]
     arch, weights = set(map(id, space.arch_parameters())), set(map(id, space.weight_parameters()))
     assert not arch & weights and len(arch | weights) == len(list(space.parameters()))
@@ -98,7 +98,7 @@ def test_genotype_derivation_keeps_one_edge_per_node() -> None:
         alpha[offset + (pred + 1) % (node + 1), 0] = 6.0 if node else 0.0  # a strong 'none' elsewhere
         offset += node + 1
     with torch.no_grad():
-        space.alpha_recurrent.copy_(alpha)
+        space.arch["recurrent"].copy_(alpha)
     genotype = space.genotype()
     assert genotype == RNN_DARTS_V2
     assert genotypes.from_dict(genotypes.to_dict(genotype)) == genotype
@@ -110,7 +110,7 @@ def test_temporal_activation_regularization_only_when_regularized() -> None:
     plain = space(batch, "train").loss
     space.reset_state()
     regularized = space(batch, "train", regularized=True).loss
-    raw = space.network(batch["input"], None, op_probs=torch.softmax(space.alpha_recurrent, -1)[:, 1:]).raw
+    raw = space.network(batch["input"], None, op_probs=torch.softmax(space.arch["recurrent"], -1)[:, 1:]).raw
     assert regularized > plain
     assert torch.allclose(regularized - plain, 1e-3 * (raw[1:] - raw[:-1]).pow(2).mean())
     space.tar = 0.0
@@ -184,7 +184,7 @@ def _search(strategy: object, data_dir: Path, root: Path) -> tuple[LitSearch, L.
     trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, default_root_dir=root, accelerator="cpu", devices=1)
-    alpha_before = space.alpha_recurrent.detach().clone()
+    alpha_before = space.arch["recurrent"].detach().clone()
     trainer.fit(model, dm)
     return model, trainer, alpha_before
 
@@ -197,7 +197,7 @@ def test_two_batch_search(strategy: object, shared_data: Path, tmp_path: Path) -
     model, trainer, alpha_before = _search(strategy, data_dir, tmp_path)
     space = model.space
     assert trainer.global_step == 4  # 2 batches × (alpha step + weight step)
-    assert not torch.equal(space.alpha_recurrent, alpha_before)
+    assert not torch.equal(space.arch["recurrent"], alpha_before)
     assert set(space._committed) >= {"train", "val", "eval/val"}
     assert space._committed["train"].shape == space._committed["val"].shape == (4, 8)
     assert all(torch.isfinite(p).all() for p in space.parameters())

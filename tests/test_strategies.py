@@ -25,18 +25,18 @@ class SmoothSpace(SearchSpace):
         self.inp = nn.Linear(6, 5)
         self.ops = nn.ModuleList(nn.Linear(5, 5) for _ in range(3))
         self.out = nn.Linear(5, 3)
-        self.alpha_mix = nn.Parameter(0.3 * torch.randn(2, 3))
+        self.arch["mix"] = nn.Parameter(0.3 * torch.randn(2, 3))
 
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
         x, y = batch
         h = F.softplus(self.inp(x))
-        for row in F.softmax(self.alpha_mix, -1):
+        for row in F.softmax(self.arch["mix"], -1):
             h = row[0] * F.softplus(self.ops[0](h)) + row[1] * torch.tanh(self.ops[1](h)) + row[2] * self.ops[2](h)
         logits = self.out(h)
         return LossOutput(F.cross_entropy(logits, y), logits.detach(), y)
 
     def edge_probs(self) -> dict[str, torch.Tensor]:
-        return {"mix": F.softmax(self.alpha_mix, -1).detach()}
+        return {"mix": F.softmax(self.arch["mix"], -1).detach()}
 
     def genotype(self) -> Any:
         return None
@@ -80,14 +80,14 @@ def test_exact_hvp_is_the_mixed_second_derivative() -> None:
     v = {n: torch.randn_like(params[n]) for n in names}
 
     def loss(alpha: torch.Tensor, flat_w: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.func.functional_call(space, {**params, **flat_w, "alpha_mix": alpha}, (train, "train")).loss
+        return torch.func.functional_call(space, {**params, **flat_w, "arch.mix": alpha}, (train, "train")).loss
 
     def directional(alpha: torch.Tensor) -> torch.Tensor:
         weights = {n: params[n] for n in names}
         grads = torch.func.grad(loss, argnums=1)(alpha, weights)
         return sum((grads[n] * v[n]).sum() for n in names)
 
-    expected = torch.func.grad(directional)(params["alpha_mix"])
+    expected = torch.func.grad(directional)(params["arch.mix"])
     got = SecondOrder._exact_hvp(space, train, space.weight_parameters(), space.arch_parameters(),
                                  [v[n] for n in names])[0]
     assert torch.allclose(got, expected, rtol=1e-10, atol=1e-12)
@@ -139,8 +139,8 @@ def test_second_order_equals_reference_step_by_step_on_the_supernet() -> None:
     with torch.no_grad():
         for a, b in zip(ours, theirs):
             a.copy_(b)
-        space.alpha_normal.copy_(ref_net.alphas[0])
-        space.alpha_reduce.copy_(ref_net.alphas[1])
+        space.arch["normal"].copy_(ref_net.alphas[0])
+        space.arch["reduce"].copy_(ref_net.alphas[1])
     ref_net.alphas = [a.detach().double().requires_grad_() for a in ref_net.alphas]
     ref = ref_mod.RefSearch(ref_net, lr=0.025, momentum=0.9, wd=3e-4)
     opt = torch.optim.SGD(ours, lr=0.025, momentum=0.9, weight_decay=3e-4)

@@ -8,6 +8,10 @@ Per training batch ``{"train": ..., "val": ...}``:
 
 Manual optimization (Lightning's GAN template is the skeleton). The weight scheduler is stepped once per
 epoch. The search space carries whatever state it needs between batches (the RNN's hidden states).
+
+Variants of DARTS plug into this one loop through typed arguments (see ``configs/variants/``): the space's
+relaxation, edge and derivation; ``regularizers`` of the alpha loss; a ``perturbation`` of the architecture
+for the weight step; and ``schedules`` that move a part's coefficient over the epochs.
 """
 from __future__ import annotations
 
@@ -23,8 +27,15 @@ from torchmetrics import MeanMetric
 from darts_pl.distributed import broadcast_, configure_cpu_threads
 from darts_pl.errors import ConfigurationError, NonFiniteError, check_finite
 from darts_pl.modules.resumable import ResumableRNG
+from darts_pl.schedules import Schedule
 from darts_pl.search.base import LossOutput, SearchSpace
 from darts_pl.strategies import ArchStrategy, FirstOrder
+from darts_pl.strategies.base import grads_or_zeros
+from darts_pl.strategies.perturbation import ArchPerturbation
+from darts_pl.strategies.regularizers import ArchRegularizer
+
+SCHEDULE_KEY = "darts_pl.schedules"
+PERTURBATION_KEY = "darts_pl.perturbation"
 
 
 def _sgd(params: Any) -> torch.optim.Optimizer:
@@ -51,6 +62,14 @@ class LitSearch(ResumableRNG):
         nonfinite: What a NaN/inf loss, gradient or alpha does: ``"stop"`` the run with a message naming
             the step and the phase (the last checkpoint stays as it was), or ``"skip"`` the batch's
             remaining optimizer steps (counted in ``nonfinite/skipped``).
+        regularizers: Terms of the architecture alone added to the alpha loss (β-decay, zero-one, Dirichlet).
+        perturbation: Edge weights for the weight step (SDARTS's random or adversarial perturbation); none
+            trains the weights at the relaxation's edge weights, as DARTS does.
+        schedules: Values that move over the epochs, set at the start of each epoch (GDAS's temperature...).
+
+    Raises:
+        ConfigurationError: an unrolled (second-order) strategy with a stochastic relaxation: the finite
+            difference would compare passes that each draw another sample.
 
     Note:
         The random-number generators are saved with every checkpoint (``ResumableRNG``), so a run
@@ -67,6 +86,9 @@ class LitSearch(ResumableRNG):
         grad_clip: float | None = 5.0,
         warmup_epochs: int = 0,
         nonfinite: Literal["stop", "skip"] = "stop",
+        regularizers: list[ArchRegularizer] | None = None,
+        perturbation: ArchPerturbation | None = None,
+        schedules: list[Schedule] | None = None,
     ) -> None:
         super().__init__()
         if grad_clip is not None and grad_clip <= 0:
@@ -84,6 +106,16 @@ class LitSearch(ResumableRNG):
         if nonfinite not in ("stop", "skip"):
             raise ConfigurationError(f"LitSearch: nonfinite={nonfinite!r}; use 'stop' or 'skip'.")
         self.nonfinite = nonfinite
+        self.regularizers = list(regularizers or [])
+        self.perturbation = perturbation
+        self.schedules = list(schedules or [])
+        if self.strategy.unrolled and space.relaxation.stochastic:
+            raise ConfigurationError(
+                f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
+                f"the stochastic relaxation {type(space.relaxation).__name__}: its finite difference compares "
+                "passes that would each draw another sample. Use strategy FirstOrder (as the method's authors do).")
+        for schedule in self.schedules:
+            schedule.resolve(self)  # a wrong target fails now, not after the first epoch
         self.skipped_batches = 0
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
         # expect them in its reducer (they never receive .grad from the weight step's backward).
@@ -109,6 +141,24 @@ class LitSearch(ResumableRNG):
     # ------------------------------------------------------------------ the loop
     def on_train_epoch_start(self) -> None:
         self.space.reset_state()
+        for schedule in self.schedules:
+            value = schedule.apply(self, self.current_epoch, self.trainer.max_epochs)
+            self.log(f"schedule/{schedule.target}", value, on_step=False, on_epoch=True, sync_dist=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[SCHEDULE_KEY] = {s.target: float(getattr(*s.resolve(self))) for s in self.schedules}
+        if callable(getattr(self.perturbation, "state_dict", None)):
+            checkpoint[PERTURBATION_KEY] = self.perturbation.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        for schedule in self.schedules:
+            value = checkpoint.get(SCHEDULE_KEY, {}).get(schedule.target)
+            if value is not None:
+                setattr(*schedule.resolve(self), value)
+        if PERTURBATION_KEY in checkpoint and callable(getattr(self.perturbation, "load_state_dict", None)):
+            self.perturbation.load_state_dict(checkpoint[PERTURBATION_KEY])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
@@ -137,7 +187,8 @@ class LitSearch(ResumableRNG):
                 step = self.strategy.arch_gradients(self.space, train_batch, val_batch,
                                                     weight_opt.optimizer, self.grad_clip)
                 check_finite(step.val.loss, "validation loss", "alpha step")
-                for alpha, grad in zip(self.space.arch_parameters(), step.grads):
+                grads = self._add_regularizers(step.grads)
+                for alpha, grad in zip(self.space.arch_parameters(), grads):
                     check_finite(grad, "alpha gradient", "alpha step")
                     alpha.grad = grad  # already averaged over ranks by the strategy
                 arch_opt.step()
@@ -146,7 +197,7 @@ class LitSearch(ResumableRNG):
 
             # Phase 2: weight step on the train batch; backward into the weights only.
             weight_opt.zero_grad(set_to_none=True)
-            out = self.space(train_batch, "train", regularized=True)
+            out = self._weight_loss(train_batch)
             check_finite(out.loss, "training loss", "weight step")
             weights = self.space.weight_parameters()
             self.manual_backward(out.loss, inputs=weights)
@@ -158,6 +209,23 @@ class LitSearch(ResumableRNG):
             weight_opt.step()
             self.space.commit("train")
         self._update_metrics("train", out._replace(loss=out.loss.detach()))
+
+    def _add_regularizers(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Add the gradients of the architecture-only terms of the alpha loss (the same on every rank)."""
+        if not self.regularizers:
+            return grads
+        penalty = sum(regularizer(self.space) for regularizer in self.regularizers)
+        self.log("arch/regularizer", penalty.detach(), on_step=False, on_epoch=True, sync_dist=False)
+        extra = grads_or_zeros(penalty, self.space.arch_parameters())
+        return [g + e.to(g.dtype) for g, e in zip(grads, extra)]
+
+    def _weight_loss(self, train_batch: Any) -> LossOutput:
+        """The weight step's loss: at the relaxation's edge weights, or at the perturbation's."""
+        if self.perturbation is None:
+            return self.space(train_batch, "train", regularized=True)
+        weights = self.perturbation.perturb(self.space, train_batch)
+        with self.space.fixed_edge_weights(weights):
+            return self.space(train_batch, "train", regularized=True)
 
     def on_train_epoch_end(self) -> None:
         self._log_split("train")  # weight steps

@@ -1,10 +1,16 @@
 """The interface every search space (supernet) implements, so one bilevel loop and one set of
 strategies serve convolutional and recurrent cells alike.
 
-A search space is an ``nn.Module`` that owns its architecture parameters (alphas) as registered
-``nn.Parameter``s whose names start with ``alpha_``; every other parameter is a weight. Its ``forward``
-is its training objective: ``space(batch, stream)`` returns a :class:`LossOutput`. Strategies evaluate
-it with replaced weights through ``torch.func.functional_call(space, {name: tensor}, (batch, stream))``.
+A search space is an ``nn.Module`` that owns its architecture tensors explicitly, in one container,
+``space.arch`` (an ``nn.ParameterDict``: one ``(edges, ops)`` tensor per cell type, ``"normal"`` and
+``"reduce"`` or ``"recurrent"``, plus any further tensor a method needs); every other parameter is a
+weight. Nothing is found by name: the arch optimizer, DDP, checkpoints and monitors all read ``space.arch``.
+
+The space is given its parts: a :class:`~darts_pl.search.relaxation.Relaxation` (architecture tensor →
+edge weights of one forward, and the probabilities monitors read) and a
+:class:`~darts_pl.search.derivation.Derivation` (probabilities → genotype). Its ``forward`` is its training
+objective: ``space(batch, stream)`` returns a :class:`LossOutput`. Strategies evaluate it with replaced
+weights through ``torch.func.functional_call(space, {name: tensor}, (batch, stream))``.
 
 Streams: ``"train"`` batches drive weight steps, ``"val"`` batches drive alpha steps. A space with
 state carried across batches (the RNN's hidden state) keeps it per stream: each forward on a stream
@@ -13,18 +19,19 @@ of the phase that owns the stream, so the last evaluation of the phase is the on
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn as nn
 
 from darts_pl.errors import ConfigurationError
+from darts_pl.search.derivation import Derivation, TopK
+from darts_pl.search.relaxation import EdgeWeights, Relaxation, Softmax
 
 Stream = Literal["train", "val"]
-ARCH_PREFIX = "alpha_"
-
 
 
 class LossOutput(NamedTuple):
@@ -36,21 +43,39 @@ class LossOutput(NamedTuple):
 
 
 class SearchSpace(nn.Module, ABC):
-    """Base class of supernets with architecture parameters.
+    """Base class of supernets with architecture tensors.
 
-    Subclasses register their alphas as ``nn.Parameter`` attributes named ``alpha_<cell type>`` and
-    implement :meth:`forward`, :meth:`edge_probs` and :meth:`genotype`.
+    Subclasses call ``super().__init__(relaxation, derivation)``, put one ``(edges, ops)`` tensor per cell
+    type into ``self.arch`` (keys listed in :attr:`cell_types`) and implement :meth:`forward` (reading
+    :meth:`edge_weights`) and :meth:`genotype`.
+
+    Args:
+        relaxation: Architecture tensor → edge weights and probabilities (``Softmax``, DARTS, when omitted).
+        derivation: Probabilities → genotype (``TopK``, DARTS, when omitted).
     """
 
     #: The RNN recipe clips the training gradient before the unrolled (virtual) step; the CNN one does not.
     clips_virtual_step: bool = False
 
+    def __init__(self, relaxation: Relaxation | None = None, derivation: Derivation | None = None) -> None:
+        super().__init__()
+        self.relaxation = relaxation if relaxation is not None else Softmax()
+        self.derivation = derivation if derivation is not None else TopK()
+        self.arch = nn.ParameterDict()
+        self._fixed_edge_weights: Mapping[str, EdgeWeights] | None = None
+
     # ------------------------------------------------------------------ parameters
+    @property
+    def cell_types(self) -> list[str]:
+        """Keys of ``self.arch`` that hold the op tensors of a cell type (the others belong to a method)."""
+        return [key for key in ("normal", "reduce", "recurrent") if key in self.arch]
+
     def named_arch_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return ((n, p) for n, p in self.named_parameters() if n.startswith(ARCH_PREFIX))
+        return self.arch.named_parameters(prefix="arch")
 
     def named_weight_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return ((n, p) for n, p in self.named_parameters() if not n.startswith(ARCH_PREFIX))
+        arch = {id(p) for p in self.arch.parameters()}
+        return ((n, p) for n, p in self.named_parameters() if id(p) not in arch)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_arch_parameters()]
@@ -74,9 +99,29 @@ class SearchSpace(nn.Module, ABC):
         return 1.0
 
     # ------------------------------------------------------------------ architecture
-    @abstractmethod
+    def edge_weights(self) -> Mapping[str, EdgeWeights]:
+        """The edge weights of one forward pass per cell type (a new sample for stochastic relaxations),
+        or those a weight-step hook fixed (:meth:`fixed_edge_weights`)."""
+        if self._fixed_edge_weights is not None:
+            return self._fixed_edge_weights
+        return {cell: self.relaxation(self.arch[cell]) for cell in self.cell_types}
+
+    @contextlib.contextmanager
+    def fixed_edge_weights(self, weights: Mapping[str, EdgeWeights]) -> Iterator[None]:
+        """Run every forward inside the block with ``weights`` instead of the relaxation's."""
+        if set(weights) != set(self.cell_types):
+            raise ConfigurationError(f"fixed_edge_weights: got cell types {sorted(weights)}, the space has "
+                                     f"{sorted(self.cell_types)}.")
+        self._fixed_edge_weights = weights
+        try:
+            yield
+        finally:
+            self._fixed_edge_weights = None
+
     def edge_probs(self) -> dict[str, torch.Tensor]:
-        """softmax(alpha) per cell type: ``{"normal": (edges, ops), ...}``, detached."""
+        """The relaxation's probabilities per cell type: ``{"normal": (edges, ops), ...}``, detached, on the CPU."""
+        with torch.no_grad():
+            return {cell: self.relaxation.probs(self.arch[cell].float()).cpu() for cell in self.cell_types}
 
     @abstractmethod
     def genotype(self) -> Any:

@@ -23,52 +23,16 @@ import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
-from darts_pl.ops import FactorizedReduce, PreActivated, ReLUConvBN, make_op, scaled
+from darts_pl.ops import FactorizedReduce, ReLUConvBN, make_op
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
-
-
-class MixedOp(nn.Module):
-    """Sum of every candidate op on one edge, weighted by that edge's op probabilities (paper Eq. 2).
-
-    Each op's probability is folded into the affine weight of the op's final BatchNorm
-    (``darts_pl.ops.scaled_batch_norm``), so the backward keeps no weighted output per op, and the
-    sum is accumulated in place.
-    """
-
-    def __init__(self, channels: int, stride: int, primitives: Sequence[str]) -> None:
-        super().__init__()
-        self.stride = stride
-        self.columns: list[int] = []  # alpha column of each op kept (``none`` is not kept)
-        self.shares_relu: list[bool] = []
-        ops = []
-        for column, name in enumerate(primitives):
-            if name == "none":
-                continue
-            op = make_op(name, channels, stride, affine=False)
-            if "pool" in name:
-                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
-            ops.append(op)
-            self.columns.append(column)
-            self.shares_relu.append(isinstance(op, PreActivated))
-        self.ops = nn.ModuleList(ops)
-        self._any_relu = any(self.shares_relu)
-
-    def forward(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
-        # relu(x) is the first layer of every conv op and of the stride-2 skip: compute it once per edge.
-        relu_x = F.relu(x) if self._any_relu else x
-        out: torch.Tensor | None = None
-        for column, op, shares in zip(self.columns, self.ops, self.shares_relu):
-            y = op.scaled(relu_x, probs[column]) if shares else scaled(op, x, probs[column])
-            # Every term is a fresh tensor no backward keeps, so the sum may accumulate in place.
-            out = y if out is None else out.add_(y)
-        if out is None:  # a space whose only op is ``none``
-            return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
-        return out
+from darts_pl.search.derivation import Derivation
+from darts_pl.search.edges import Edge, MixedOp, WeightedSum
+from darts_pl.search.relaxation import EdgeWeights, Relaxation
 
 
 class SearchCell(nn.Module):
     def __init__(self, num_nodes: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
-                 reduction: bool, reduction_prev: bool, primitives: Sequence[str]) -> None:
+                 reduction: bool, reduction_prev: bool, primitives: Sequence[str], edge: Edge) -> None:
         super().__init__()
         self.reduction = reduction
         self.num_nodes = num_nodes
@@ -78,19 +42,19 @@ class SearchCell(nn.Module):
         else:
             self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
-        self.edges = nn.ModuleList(
-            MixedOp(channels, 2 if reduction and j < 2 else 1, primitives)
-            for i in range(num_nodes) for j in range(2 + i)
-        )
+        strides = [2 if reduction and j < 2 else 1 for i in range(num_nodes) for j in range(2 + i)]
+        self.edges = nn.ModuleList(MixedOp(channels, s, primitives, edge.build_extra(channels, s)) for s in strides)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        rows = [row.unbind(0) for row in probs.unbind(0)]  # (edges, ops) -> per-edge scalars
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: EdgeWeights, edge: Edge) -> torch.Tensor:
+        rows = [row.unbind(0) for row in weights.weights.unbind(0)]  # (edges, ops) -> per-edge scalars
+        index = weights.index.tolist() if weights.index is not None else [None] * len(rows)  # one host sync
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.num_nodes):
             node = None
             for j, h in enumerate(states):
-                y = self.edges[offset + j](h, rows[offset + j])
+                e = offset + j
+                y = edge(self.edges[e], h, rows[e], index[e])
                 node = y if node is None else node.add_(y)  # edge outputs are fresh: sum in place
             offset += len(states)
             states.append(node)
@@ -111,6 +75,9 @@ class CNNSearchSpace(SearchSpace):
         primitives: Candidate ops on every edge, names from ``darts_pl.ops.OPS``.
         alpha_init: ``"randn"`` (original code: ``alpha_init_scale · N(0, 1)``) or ``"zeros"`` (paper).
         alpha_init_scale: Scale of the random alpha initialisation.
+        relaxation: Alphas → edge weights and probabilities (``Softmax``, DARTS, when omitted).
+        edge: How an edge combines its ops (``WeightedSum``, DARTS, when omitted).
+        derivation: Probabilities → genotype (``TopK``, DARTS, when omitted).
         channels_last: Run convolutions in channels-last memory format: the same results up to float
             rounding, and faster on CPU (on this project's 2-core benchmark, when it was introduced, the
             supernet's forward+backward took about 0.6x the time of the default format).
@@ -133,8 +100,17 @@ class CNNSearchSpace(SearchSpace):
         alpha_init_scale: float = 1e-3,
         channels_last: bool = True,
         label_smoothing: float = 0.0,
+        relaxation: Relaxation | None = None,
+        edge: Edge | None = None,
+        derivation: Derivation | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(relaxation, derivation)
+        self.edge = edge if edge is not None else WeightedSum()
+        if self.edge.needs_index and not self.relaxation.samples:
+            raise ConfigurationError(
+                f"CNNSearchSpace: edge={type(self.edge).__name__} runs the sampled op of each edge, but the relaxation "
+                f"{type(self.relaxation).__name__} samples none; use a sampling relaxation (GumbelSoftmax) or "
+                "edge=WeightedSum.")
         _check_sizes(num_classes=num_classes, in_channels=in_channels, channels=channels,
                      num_cells=num_cells, num_nodes=num_nodes, multiplier=multiplier)
         self.num_classes = num_classes
@@ -156,15 +132,15 @@ class CNNSearchSpace(SearchSpace):
             if reduction:
                 c_curr *= 2
             self.cells.append(SearchCell(num_nodes, multiplier, c_prev_prev, c_prev, c_curr, reduction,
-                                         reduction_prev, self._primitives))
+                                         reduction_prev, self._primitives, self.edge))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
         num_edges = sum(2 + i for i in range(num_nodes))
-        self.alpha_normal = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
-        self.alpha_reduce = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
+        self.arch["normal"] = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
+        self.arch["reduce"] = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -175,11 +151,10 @@ class CNNSearchSpace(SearchSpace):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        probs_normal = F.softmax(self.alpha_normal, dim=-1)  # (edges, ops)
-        probs_reduce = F.softmax(self.alpha_reduce, dim=-1)
+        weights = self.edge_weights()  # {cell type: (edges, ops)}, one sample per forward
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, probs_reduce if cell.reduction else probs_normal)
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"], self.edge)
         return self.classifier(self.global_pooling(s1).flatten(1))  # (B, classes)
 
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
@@ -187,11 +162,6 @@ class CNNSearchSpace(SearchSpace):
         logits = self.logits(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return LossOutput(loss, logits.detach(), y)
-
-    def edge_probs(self) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            return {"normal": F.softmax(self.alpha_normal.float(), dim=-1).cpu(),
-                    "reduce": F.softmax(self.alpha_reduce.float(), dim=-1).cpu()}
 
     def edge_labels(self) -> list[str]:
         names = ["c_{k-2}", "c_{k-1}"]
@@ -203,7 +173,7 @@ class CNNSearchSpace(SearchSpace):
     def genotype(self) -> Genotype:
         probs = self.edge_probs()
         return derive_cnn(probs["normal"].tolist(), probs["reduce"].tolist(), num_nodes=self.num_nodes,
-                          multiplier=self.multiplier, primitives=self._primitives)
+                          multiplier=self.multiplier, primitives=self._primitives, select=self.derivation.select)
 
 
 def _check_sizes(**sizes: int) -> None:

@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import RNN_PRIMITIVES, RNNGenotype, derive_rnn
@@ -46,6 +45,8 @@ from darts_pl.networks.rnn import (
     language_model_loss,
 )
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
+from darts_pl.search.derivation import Derivation
+from darts_pl.search.relaxation import Relaxation
 
 EVAL_PREFIX = "eval/"
 
@@ -98,6 +99,10 @@ class RNNSearchSpace(SearchSpace):
         tar: Temporal activation regularisation weight (1e-3), added when ``forward(..., regularized=True)``.
         alpha_init: ``"randn"`` (original code: ``alpha_init_scale · N(0, 1)``) or ``"zeros"`` (paper).
         alpha_init_scale: Scale of the random alpha initialisation.
+        relaxation: Alphas → edge weights and probabilities (``Softmax``, DARTS, when omitted). A sampling
+            relaxation (GDAS) is refused: this cell computes every op of a node's edges in one batched
+            product, so there is no per-edge op to skip.
+        derivation: Probabilities → genotype (``TopK`` with k=1, DARTS, when omitted).
     """
 
     task = "language_model"
@@ -119,8 +124,15 @@ class RNNSearchSpace(SearchSpace):
         tar: float = 1e-3,
         alpha_init: Literal["randn", "zeros"] = "randn",
         alpha_init_scale: float = 1e-3,
+        relaxation: Relaxation | None = None,
+        derivation: Derivation | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(relaxation, derivation)
+        if self.relaxation.samples:
+            raise ConfigurationError(
+                f"RNNSearchSpace: relaxation={type(self.relaxation).__name__} samples one op per edge, which the "
+                "recurrent supernet does not support (it evaluates all ops of a node at once); use Softmax, Sigmoid "
+                "or Dirichlet.")
         if num_nodes < 1:
             raise ConfigurationError(f"RNNSearchSpace: num_nodes={num_nodes} must be >= 1 (8 in the paper).")
         self._primitives = list(primitives)
@@ -137,7 +149,7 @@ class RNNSearchSpace(SearchSpace):
         self.network = RNNModel(num_tokens, cell, emb_size, dropout_output=dropout_output,
                                 dropout_input=dropout_input, dropout_embedding=dropout_embedding)
         num_edges = num_nodes * (num_nodes + 1) // 2
-        self.alpha_recurrent = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
+        self.arch["recurrent"] = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
         self._committed: dict[str, torch.Tensor] = {}
         self._pending: dict[str, torch.Tensor] = {}
 
@@ -149,7 +161,8 @@ class RNNSearchSpace(SearchSpace):
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
         inputs, target = batch["input"], batch["target"]  # (T, B) each
         key = stream if self.training else EVAL_PREFIX + stream
-        op_probs = F.softmax(self.alpha_recurrent, dim=-1)[:, self.network.cell.columns]  # (edges, ops run)
+        weights = self.edge_weights()["recurrent"].weights
+        op_probs = weights[:, self.network.cell.columns]  # (edges, ops run)
         out = self.network(inputs, self._carried(key, inputs), op_probs=op_probs)
         loss = language_model_loss(out, target)
         if regularized:
@@ -183,13 +196,9 @@ class RNNSearchSpace(SearchSpace):
         return batch["input"].size(0) / batch["bptt"]
 
     # ------------------------------------------------------------------ architecture
-    def edge_probs(self) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            return {"recurrent": F.softmax(self.alpha_recurrent.float(), dim=-1).cpu()}
-
     def edge_labels(self) -> list[str]:
         return [f"{j}->{i}" for i in range(1, self.num_nodes + 1) for j in range(i)]
 
     def genotype(self) -> RNNGenotype:
         return derive_rnn(self.edge_probs()["recurrent"].tolist(), num_nodes=self.num_nodes,
-                          primitives=self._primitives)
+                          primitives=self._primitives, select=self.derivation.select)

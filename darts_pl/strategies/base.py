@@ -23,6 +23,10 @@ class ArchStep(NamedTuple):
 class ArchStrategy(ABC):
     """Computes dL_val/dalpha for one alpha step."""
 
+    #: Evaluates the space at virtual weights and finite differences (second order): refused with a
+    #: stochastic relaxation.
+    unrolled: bool = False
+
     @abstractmethod
     def arch_gradients(self, space: SearchSpace, train_batch: Any, val_batch: Any,
                        weight_optimizer: torch.optim.Optimizer, grad_clip: float | None = None) -> ArchStep:

@@ -41,6 +41,8 @@ class SecondOrder(ArchStrategy):
             difference amplifies rounding (about 10% relative error on the paper's supernet).
     """
 
+    unrolled = True
+
     def __init__(self, hessian: Literal["finite_difference", "exact"] = "finite_difference",
                  epsilon_scale: float = 0.01, float64_hessian: bool = False) -> None:
         if hessian not in ("finite_difference", "exact"):

@@ -1,0 +1,101 @@
+"""Schedules: a value that moves over the search epochs (GDAS's temperature, DARTS-'s auxiliary-skip
+coefficient, β-DARTS's regularization weight, SDARTS's perturbation size).
+
+A schedule names its ``target``, a dotted attribute path from the search module (``space.relaxation.tau``,
+``space.edge.beta``, ``regularizers.0.weight``, ``perturbation.epsilon``), and ``LitSearch`` sets the
+target to ``value(epoch, max_epochs)`` at the start of every training epoch. The value is a function of
+the epoch alone, and the values set are also saved in every checkpoint, so a resumed run continues with
+exactly the values the uninterrupted run had.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from darts_pl.errors import ConfigurationError
+
+
+class Schedule:
+    """Sets ``target`` to ``value(epoch, max_epochs)`` at the start of each epoch.
+
+    Args:
+        target: Dotted attribute path from the search module (``space.relaxation.tau``...).
+    """
+
+    def __init__(self, target: str) -> None:
+        if not target or any(not part for part in target.split(".")):
+            raise ConfigurationError(f"{type(self).__name__}: target={target!r} is not a dotted attribute path; "
+                                     "use e.g. 'space.relaxation.tau' or 'regularizers.0.weight'.")
+        self.target = target
+
+    def value(self, epoch: int, max_epochs: int) -> float:
+        raise NotImplementedError
+
+    def resolve(self, root: Any) -> tuple[Any, str]:
+        """The object holding the target attribute, and the attribute's name; a clear error if absent."""
+        *path, name = self.target.split(".")
+        obj = root
+        for part in path:
+            try:
+                obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+            except (AttributeError, IndexError, TypeError):
+                obj = None
+            if obj is None:
+                break
+        if obj is None or not isinstance(getattr(obj, name, None), (int, float)):
+            raise ConfigurationError(
+                f"{type(self).__name__}: target={self.target!r} names no number of the search module; "
+                "it must be a dotted path to a float attribute such as 'space.relaxation.tau', 'space.edge.beta', "
+                "'regularizers.0.weight' or 'perturbation.epsilon' of the parts this config uses.")
+        return obj, name
+
+    def apply(self, root: Any, epoch: int, max_epochs: int) -> float:
+        obj, name = self.resolve(root)
+        value = float(self.value(epoch, max_epochs))
+        setattr(obj, name, value)
+        return value
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class LinearSchedule(Schedule):
+    """``start + (end - start) · epoch / span`` (``epoch`` counts from 0), held at ``end`` afterwards.
+
+    Args:
+        target: Dotted attribute path from the search module.
+        start: Value at epoch 0.
+        end: Value the schedule reaches.
+        span: ``"epochs"``: ``span = max_epochs``, so ``end`` would come one epoch after the last (DARTS-,
+            SDARTS); ``"epochs_minus_one"``: ``span = max_epochs - 1``, so the last epoch runs at ``end``
+            (GDAS); or a number of epochs.
+    """
+
+    def __init__(self, target: str, start: float, end: float,
+                 span: Literal["epochs", "epochs_minus_one"] | int = "epochs") -> None:
+        super().__init__(target)
+        if isinstance(span, int) and span < 1:
+            raise ConfigurationError(f"LinearSchedule: span={span} must be >= 1 epoch, 'epochs' or 'epochs_minus_one'.")
+        self.start = start
+        self.end = end
+        self.span = span
+
+    def value(self, epoch: int, max_epochs: int) -> float:
+        if self.span == "epochs":
+            span = max_epochs
+        elif self.span == "epochs_minus_one":
+            span = max_epochs - 1
+        else:
+            span = int(self.span)
+        fraction = 1.0 if span <= 0 else min(1.0, epoch / span)
+        return self.start + (self.end - self.start) * fraction
+
+
+class CosineSchedule(LinearSchedule):
+    """``end + (start - end) · (1 + cos(pi · epoch / span)) / 2``, held at ``end`` afterwards (same args)."""
+
+    def value(self, epoch: int, max_epochs: int) -> float:
+        fraction = (super().value(epoch, max_epochs) - self.start) / (self.end - self.start) \
+            if self.end != self.start else 1.0
+        return self.end + (self.start - self.end) * (1 + math.cos(math.pi * fraction)) / 2
