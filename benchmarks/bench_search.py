@@ -6,6 +6,13 @@
 Cases, timed interleaved in one process (round-robin, after warm-up), on synthetic CIFAR-sized data:
     floor            one forward+backward of the supernet (darts_pl / reference)
     first, second    one search iteration: alpha step (first or second order) + weight step
+    <variant>        (``--variants gdas drnas ...``) one iteration of the search that ``configs/search_cifar.yaml``
+                     with ``configs/variants/<variant>.yaml`` builds: its relaxation, edge, regularizers and
+                     weight-step perturbation, schedules at their epoch-0 values, on the same supernet size and
+                     batch as ``first`` (DARTS first order), against which its ``x first`` ratio is given
+
+    python -m benchmarks.bench_search --batch 32 --kinds first --variants gdas fair_darts drnas beta_darts \
+        sdarts_rs sdarts_adv darts_minus --no-reference
 Peak memory: on CPU the max RSS of a fresh process running that case alone (with ``--live-memory``, of a
 process whose allocator hands freed large blocks back at once: the peak of live memory, without the heap
 fragmentation the default allocator adds); on CUDA ``torch.cuda.max_memory_allocated`` of the case.
@@ -35,6 +42,8 @@ import torch
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "reference_darts.py"
 IMPLS = ("darts_pl", "reference")
 KINDS = ("floor", "first", "second")
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = sorted(p.stem for p in (REPO / "configs" / "variants").glob("*.yaml"))
 
 
 def load_reference(path: Path) -> Any:
@@ -99,6 +108,55 @@ def ours(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     return {"floor": floor, "first": iteration(FirstOrder()), "second": iteration(SecondOrder())}
 
 
+def build_variant(args: argparse.Namespace, name: str) -> Any:
+    """The ``LitSearch`` that ``darts-pl fit --config configs/search_cifar.yaml --config
+    configs/variants/<name>.yaml`` builds (its model part), at the benchmark's supernet size."""
+    from jsonargparse import ArgumentParser
+
+    from darts_pl.modules import LitSearch
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action="config")
+    parser.add_subclass_arguments(LitSearch, "model")
+    parser.add_argument("--trainer", type=dict)
+    parser.add_argument("--data", type=dict)
+    parser.add_argument("--seed_everything", type=int | bool | None)
+    cfg = parser.parse_args(["--config", str(REPO / "configs" / "search_cifar.yaml"),
+                             "--config", str(REPO / "configs" / "variants" / f"{name}.yaml"),
+                             "--model.init_args.space.init_args.channels", str(args.channels),
+                             "--model.init_args.space.init_args.num_cells", str(args.cells),
+                             "--model.init_args.space.init_args.channels_last", str(args.channels_last).lower()])
+    return parser.instantiate_classes(cfg).model
+
+
+def variant(args: argparse.Namespace, name: str) -> Callable[[], None]:
+    """One iteration of a variant's search: ``LitSearch._search_step`` without the Trainer (as ``first``)."""
+    torch.manual_seed(0)
+    module = build_variant(args, name).to(args.device)
+    for schedule in module.schedules:
+        schedule.apply(module, 0, 50)
+    space = module.space
+    weights, alphas = space.weight_parameters(), space.arch_parameters()
+    w_opt = module.weight_optimizer(weights)
+    a_opt = module.arch_optimizer(alphas)
+    train, val = make_batches(args, args.channels_last)
+
+    def run() -> None:
+        with autocast(args):
+            step = module.strategy.arch_gradients(space, train, val, w_opt, module.grad_clip)
+            grads = module._add_regularizers(step.grads)
+        for alpha, grad in zip(alphas, grads):
+            alpha.grad = grad
+        a_opt.step()
+        w_opt.zero_grad(set_to_none=True)
+        with autocast(args):
+            loss = module._weight_loss(train).loss
+        loss.backward(inputs=weights)
+        torch.nn.utils.clip_grad_norm_(weights, module.grad_clip or float("inf"))
+        w_opt.step()
+    return run
+
+
 def reference(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     ref = load_reference(Path(args.reference))
     torch.manual_seed(0)
@@ -131,7 +189,9 @@ def sync(device: str) -> None:
 
 def time_cases(args: argparse.Namespace, impls: list[str]) -> dict[tuple[str, str], list[float]]:
     builders = {"darts_pl": ours, "reference": reference}
-    cases = {(impl, kind): fn for impl in impls for kind, fn in builders[impl](args).items() if kind in args.kinds}
+    wanted = args.kinds
+    cases = {(impl, kind): fn for impl in impls for kind, fn in builders[impl](args).items() if kind in wanted}
+    cases.update({("darts_pl", name): variant(args, name) for name in args.variants})
     for fn in cases.values():  # warm-up (allocator, autotuning, compile)
         for _ in range(args.warmup):
             fn()
@@ -151,7 +211,7 @@ def time_cases(args: argparse.Namespace, impls: list[str]) -> dict[tuple[str, st
 def peak_memory(args: argparse.Namespace, impl: str, kind: str) -> float:
     """Peak memory in GB of one case run alone (CPU: fresh process max RSS; CUDA: max allocated)."""
     if args.device.startswith("cuda"):
-        fn = {"darts_pl": ours, "reference": reference}[impl](args)[kind]
+        fn = variant(args, kind) if kind in VARIANTS else {"darts_pl": ours, "reference": reference}[impl](args)[kind]
         fn()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -169,7 +229,7 @@ def peak_memory(args: argparse.Namespace, impl: str, kind: str) -> float:
 
 def child(args: argparse.Namespace) -> None:
     impl, kind = args.child.split(":")
-    fn = {"darts_pl": ours, "reference": reference}[impl](args)[kind]
+    fn = variant(args, kind) if kind in VARIANTS else {"darts_pl": ours, "reference": reference}[impl](args)[kind]
     for _ in range(2):
         fn()
     print(_peak_rss_gb())
@@ -189,8 +249,10 @@ def summarize(times: dict[tuple[str, str], list[float]]) -> list[dict[str, Any]]
     rows = []
     for (impl, kind), ts in times.items():
         floor = statistics.median(times[(impl, "floor")]) if (impl, "floor") in times else float("nan")
+        first = statistics.median(times[(impl, "first")]) if (impl, "first") in times else float("nan")
         row = {"impl": impl, "case": kind, "median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
-               "x_floor": statistics.median(ts) / floor, "peak_gb": None, "vs_reference": None}
+               "x_floor": statistics.median(ts) / floor, "x_first": statistics.median(ts) / first, "peak_gb": None,
+               "vs_reference": None}
         if impl == "darts_pl" and ("reference", kind) in times:
             row["vs_reference"] = row["median_s"] / statistics.median(times[("reference", kind)])
         rows.append(row)
@@ -201,6 +263,9 @@ def add_memory(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row["peak_gb"] = peak_memory(args, row["impl"], row["case"])
     for row in rows:
+        first = next((r for r in rows if r["impl"] == row["impl"] and r["case"] == "first"), None)
+        if first:
+            row["memory_x_first"] = row["peak_gb"] / first["peak_gb"]
         ref = next((r for r in rows if r["impl"] == "reference" and r["case"] == row["case"]), None)
         if row["impl"] == "darts_pl" and ref:
             row["memory_vs_reference"] = row["peak_gb"] / ref["peak_gb"]
@@ -208,19 +273,20 @@ def add_memory(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 
 def memory_only(args: argparse.Namespace, impls: list[str]) -> None:
     for impl in impls:
-        for kind in args.kinds:
+        for kind in [*args.kinds, *(args.variants if impl == "darts_pl" else [])]:
             print(f"{impl:<10} {kind:<7} peak {peak_memory(args, impl, kind):.2f} GB", flush=True)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'impl':<10} {'case':<7} {'median s':>9} {'min s':>8} {'max s':>8} {'x floor':>8} {'vs ref':>7} "
-            f"{'peak GB':>8}")
+    head = (f"{'impl':<10} {'case':<11} {'median s':>9} {'min s':>8} {'max s':>8} {'x floor':>8} {'x first':>8} "
+            f"{'vs ref':>7} {'peak GB':>8} {'mem x first':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         vs = f"{r['vs_reference']:.2f}" if r.get("vs_reference") else "-"
         mem = f"{r['peak_gb']:.2f}" if r.get("peak_gb") is not None else "-"
-        lines.append(f"{r['impl']:<10} {r['case']:<7} {r['median_s']:>9.3f} {r['min_s']:>8.3f} {r['max_s']:>8.3f} "
-                     f"{r['x_floor']:>8.2f} {vs:>7} {mem:>8}")
+        mem_first = f"{r['memory_x_first']:.2f}" if r.get("memory_x_first") is not None else "-"
+        lines.append(f"{r['impl']:<10} {r['case']:<11} {r['median_s']:>9.3f} {r['min_s']:>8.3f} {r['max_s']:>8.3f} "
+                     f"{r['x_floor']:>8.2f} {r['x_first']:>8.2f} {vs:>7} {mem:>8} {mem_first:>12}")
     return "\n".join(lines)
 
 
@@ -233,7 +299,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the passes under bf16 autocast, backward after it, as --trainer.precision bf16-mixed "
+                        "(the second-order Hessian term leaves autocast and runs in float32)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="darts_pl's supernet in channels-last memory format (its default)")
     p.add_argument("--reference-channels-last", action="store_true",
@@ -241,6 +309,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--variants", nargs="*", choices=VARIANTS, default=[],
+                   help="also time one iteration of each variant's search (configs/variants/<name>.yaml)")
     p.add_argument("--reference", default=str(DEFAULT_REFERENCE))
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--no-memory", action="store_true")

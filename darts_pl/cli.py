@@ -9,13 +9,29 @@ training module), so a config never has to repeat them.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError, Namespace
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from typing_extensions import override
 
+from darts_pl.atomic import atomic_write
+from darts_pl.callbacks.rundir import claim_version, newest_run, run_dir, version_number
+from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
+from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
@@ -54,62 +70,243 @@ def _link(cfg: Any, sizes: dict[str, int]) -> None:
 
 
 class DartsCLI(LightningCLI):
-    """LightningCLI that links the data module's sizes into the model (see the module docstring) and
-    raises parse errors instead of printing the usage, so ``main`` can report them in one line."""
+    """LightningCLI that links the data module's sizes into the model (see the module docstring), gives every
+    run its own directory, resolves ``--ckpt_path last``, writes checkpoints atomically, and raises parse
+    errors instead of printing the usage, so ``main`` can report them in one line."""
+
+    claimed: Path | None = None
+    """The topmost directory this process created for its run (``main`` removes it again, while still empty
+    of files, if the run fails before it starts)."""
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)
         parser.exit_on_error = False
+        parser.allow_abbrev = False  # `--trainer.max_epoch` must fail, not silently mean max_epochs
+        parser._allow_abbrev_given = True
+        watch_dropped_settings(parser)  # `--data Other` over a config must not drop a setting silently
         return parser
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the given checkpoint here: a damaged one must be one line, not a pickle traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path != "last":
+            read_checkpoint_header(ckpt_path)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
+        refuse_dropped_settings()
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         _link(cfg.get("model"), _data_sizes(cfg.get("data")))
-        if cfg.get("ckpt_path") == "last":
-            _resume_newest_run(cfg)
+        _check_trainer(cfg.get("trainer"))
+        if self.subcommand == "fit":
+            DartsCLI.claimed = place_run(cfg)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def before_fit(self) -> None:
+        # Before the trainer writes anything (config.yaml, logs, a vocabulary): a checkpoint of another model
+        # must not leave traces in its run.
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        if ckpt_path:
+            check_compatible(self.model, ckpt_path)
 
 
-def _resume_newest_run(cfg: Namespace) -> None:
-    """``--ckpt_path last``: continue the newest run under ``trainer.default_root_dir``, in its own directory.
+class RunConfig(SaveConfigCallback):
+    """Writes the resolved config as ``config.yaml`` into the run's own directory (atomically, rank 0), and
+    into the run config of loggers that keep one (W&B): runs never share or overwrite one config file."""
 
-    Lightning resolves ``last`` inside the new run's checkpoint folder, which is empty; here it is the
-    newest ``last.ckpt`` below the root, and a TensorBoard/CSV logger is pointed at that run's version so
-    its logs, genotypes and checkpoints continue where they were. Nothing found: a fresh run starts.
-    """
-    root = Path(cfg.trainer.get("default_root_dir") or ".")
-    found = sorted(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        print(f"darts-pl: --ckpt_path last: no last.ckpt under {str(root)!r}; starting a fresh run.", file=sys.stderr)
-        cfg.ckpt_path = None
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        directory = run_dir(trainer)  # on every rank: it broadcasts
+        if trainer.is_global_zero:
+            atomic_write(directory / self.config_filename, self.parser.dump(self.config, skip_none=False))
+            self.save_config(trainer, pl_module, stage)
+        self.already_saved = True
+
+    @override
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = self.config.clone().as_dict()
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update(config, allow_val_change=True)
+
+
+def _check_trainer(trainer_cfg: Namespace | None) -> None:
+    """Trainer settings that Lightning accepts but that cannot give a useful run."""
+    if trainer_cfg is None:
         return
-    ckpt = found[-1]
-    cfg.ckpt_path = str(ckpt)
-    run = ckpt.parent.parent  # <root>/<name>/version_N/checkpoints/last.ckpt
-    if not (run.name.startswith("version_") and run.name[len("version_"):].isdigit()):
-        return
-    version, name, save_dir = int(run.name[len("version_"):]), run.parent.name, str(run.parent.parent)
-    logger = cfg.trainer.get("logger")
+    max_epochs = trainer_cfg.get("max_epochs")
+    if max_epochs is not None and max_epochs == 0:
+        raise ConfigurationError("trainer.max_epochs=0 trains nothing (the search would write a genotype of untrained "
+                                 "alphas); use max_epochs >= 1, or -1 for no limit.")
+
+
+def _logger_kind(logger: Any) -> str:
+    """``versioned`` (TensorBoard, CSV), ``wandb``, ``none`` or ``other``."""
+    if logger is False:
+        return "none"
     if logger in (None, True):
-        cfg.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
-                                       init_args=Namespace(save_dir=save_dir, name=name, version=version))
-    elif isinstance(logger, Namespace) and logger.get("class_path", "").endswith(("TensorBoardLogger", "CSVLogger")):
-        logger.init_args.version = version
+        return "versioned"
+    class_path = logger.get("class_path", "") if isinstance(logger, Namespace) else ""
+    if class_path.endswith(("TensorBoardLogger", "CSVLogger")):
+        return "versioned"
+    return "wandb" if class_path.endswith("WandbLogger") else "other"
+
+
+def place_run(cfg: Namespace) -> Path | None:
+    """Give the run its own directory, or, with ``--ckpt_path last``, the directory of the run it continues.
+
+    A new run claims ``<root>/<name>/version_N`` atomically (TensorBoard/CSV loggers, and no logger, where the
+    trainer's root becomes the run's directory); a W&B run's directory is named by its unique id. ``last``
+    looks only among the runs of this job's root and logger (W&B: this project), takes the one whose
+    checkpoints were written last and resumes from its newest intact checkpoint. Returns the directory it
+    created, if any.
+    """
+    root = Path(cfg.trainer.get("default_root_dir") or os.getcwd()).absolute()
+    cfg.trainer.default_root_dir = str(root)
+    logger = cfg.trainer.get("logger")
+    kind = _logger_kind(logger)
+    if kind == "versioned" and not isinstance(logger, Namespace):
+        logger = cfg.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                                                init_args=Namespace(save_dir=str(root)))
+    init_args = logger.init_args if isinstance(logger, Namespace) else Namespace()
+    if kind in ("versioned", "wandb"):
+        init_args.save_dir = str(Path(init_args.get("save_dir") or root).absolute())
+    parent = {"versioned": lambda: Path(init_args.save_dir) / (init_args.get("name") or "lightning_logs"),
+              "wandb": lambda: Path(init_args.save_dir) / (init_args.get("project") or "lightning_logs"),
+              "none": lambda: root / "lightning_logs", "other": lambda: None}[kind]()
+    _overwrite_own_checkpoints(cfg.trainer)
+    if cfg.get("ckpt_path") == "last":
+        run = _resume(cfg, kind, parent)
+        if run is not None:
+            _continue_in(run, cfg, kind, init_args)
+            return None
+    if rank_zero_only.rank != 0 or parent is None:
+        return None  # other ranks get rank 0's directory by broadcast (run_dir, ModelCheckpoint)
+    created = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
+    if kind == "versioned" and init_args.get("version") is None:
+        init_args.version = claim_version(parent)
+        return created or parent / f"version_{init_args.version}"
+    if kind == "none":
+        cfg.trainer.default_root_dir = str(parent / f"version_{claim_version(parent)}")
+        return created or Path(cfg.trainer.default_root_dir)
+    return None
+
+
+def _continue_in(run: Path, cfg: Namespace, kind: str, init_args: Namespace) -> None:
+    """Point the logger (or, without one, the trainer's root) at the run being resumed."""
+    if kind == "versioned":
+        init_args.version = version_number(run)
+    elif kind == "wandb":
+        init_args.id = run.name  # the same W&B run continues
+    elif kind == "none":
+        cfg.trainer.default_root_dir = str(run)
+
+
+def _overwrite_own_checkpoints(trainer_cfg: Namespace) -> None:
+    """A resumed run writes its checkpoints under the same names: ``ModelCheckpoint`` would otherwise add
+    ``-v1`` when it does not recognise the directory (a root spelled differently, a moved run), and the
+    next ``last`` would find a stale ``last.ckpt``."""
+    for callback in trainer_cfg.get("callbacks") or []:
+        if isinstance(callback, Namespace) and callback.get("class_path", "").endswith(".ModelCheckpoint"):
+            if callback.get("init_args") is None:
+                callback.init_args = Namespace()
+            callback.init_args.enable_version_counter = False
+
+
+def _resume(cfg: Namespace, kind: str, parent: Path | None) -> Path | None:
+    """Point ``cfg.ckpt_path`` at the newest intact checkpoint of the newest run below ``parent``; the run."""
+    if parent is None:
+        raise ConfigurationError("--ckpt_path last needs a TensorBoard, CSV or W&B logger (or none) to know where this "
+                                 f"job's runs are; with {cfg.trainer.logger.class_path} pass the checkpoint's path.")
+    run = newest_run(parent)
+    if run is None:
+        print(f"darts-pl: --ckpt_path last: no checkpoint of an earlier run in {str(parent)!r}; starting a new run.",
+              file=sys.stderr)
+        cfg.ckpt_path = None
+        return None
+    for stale in run.rglob(".*.tmp") if rank_zero_only.rank == 0 else []:
+        stale.unlink(missing_ok=True)  # an atomic write that a kill interrupted (only this run writes there)
+    ckpt, damaged = newest_checkpoint(run / "checkpoints")
+    for line in damaged:
+        print(f"darts-pl: --ckpt_path last: passing over a damaged file: {line}", file=sys.stderr)
+    if ckpt is None:
+        raise ConfigurationError(f"--ckpt_path last: every checkpoint in {str(run / 'checkpoints')!r} is damaged; "
+                                 "remove them to start that run again, or start a new run without --ckpt_path.")
+    if damaged:
+        print(f"darts-pl: --ckpt_path last: resuming from the newest intact checkpoint, {str(ckpt)!r}.",
+              file=sys.stderr)
+    cfg.ckpt_path = str(ckpt)
+    return run
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``darts-pl``. Bad settings and missing data exit with status 2 and one line."""
+    """Entry point of ``darts-pl``. Bad settings and missing data exit with status 2 and one line; SIGTERM
+    and SIGINT exit with 143 and 130 once the run has stopped (its last checkpoint intact)."""
+    interrupted, previous = _catch_sigint()
     try:
         DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
-                 save_config_kwargs={"overwrite": True})
+                 save_config_callback=RunConfig, save_config_kwargs={"overwrite": True})
+    except SIGTERMException:
+        _stopped("SIGTERM", 143)
+    except KeyboardInterrupt:
+        _stopped("SIGINT", 130)
+    except SystemExit:
+        if interrupted:  # Lightning turns a KeyboardInterrupt during fit into exit status 1
+            _stopped("SIGINT", 130)
+        raise
     except NonFiniteError as err:
+        _release_claim()
         print(f"darts-pl: stopped: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     except Exception as err:  # re-raised below unless it is a configuration or data problem
+        _release_claim()
         reason = _reason(err)
         if reason is None:
             raise
         print(f"darts-pl: error: {reason}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _catch_sigint() -> tuple[list[bool], Any]:
+    """Remember a SIGINT (Lightning reports it as exit status 1); it still interrupts as a KeyboardInterrupt.
+    Returns the record and the handler it replaced (``None`` off the main thread, where none is set)."""
+    received: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(True)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return received, None
+    return received, signal.signal(signal.SIGINT, handler)
+
+
+def _stopped(name: str, status: int) -> None:
+    print(f"darts-pl: stopped by {name}; the run's checkpoints are intact: continue it with --ckpt_path last (the "
+          "steps since its last checkpoint are done again).", file=sys.stderr)
+    raise SystemExit(status) from None
+
+
+def _release_claim() -> None:
+    """Remove the run directory this process created if the run failed before writing into it."""
+    claimed, DartsCLI.claimed = DartsCLI.claimed, None
+    if claimed is not None and claimed.is_dir() and not any(p.is_file() for p in claimed.rglob("*")):
+        for directory in sorted((p for p in claimed.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        with contextlib.suppress(OSError):
+            claimed.rmdir()
 
 
 _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
@@ -128,7 +325,43 @@ def _reason(err: BaseException) -> str | None:
         kept = [line for line in lines if line and not line.startswith(_NOISE)]
         text = " ".join(kept)
         return text if len(text) <= 400 else text[:397] + "..."
+    return _environment_reason(err)
+
+
+_WRITE_ERRORS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+                 errno.EACCES: "choose a writable --trainer.default_root_dir",
+                 errno.EPERM: "choose a writable --trainer.default_root_dir",
+                 errno.EROFS: "choose a writable --trainer.default_root_dir"}
+
+
+def _environment_reason(err: BaseException) -> str | None:
+    """One line for a problem of the machine or of a setting that Lightning or torch reports: a full disk,
+    an unwritable directory, an accelerator that is not there, an optimizer setting out of range."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
+            where = f" {seen.filename!r}" if seen.filename else ""
+            return (f"cannot write{where}: {seen.strerror}; {_WRITE_ERRORS[seen.errno]} (the run's newest intact "
+                    "checkpoint is kept; continue it with --ckpt_path last).")
+        if isinstance(seen, RuntimeError) and "file write failed" in str(seen):  # torch.save on a full disk
+            return f"cannot write a checkpoint: {_first_line(seen)} (is the disk full?); free some space."
+        if isinstance(seen, MisconfigurationException):
+            return _first_line(seen)
+        if isinstance(seen, ValueError) and str(seen).startswith("Invalid ") and _from_torch_optim(seen):
+            return (f"optimizer setting out of range: {_first_line(seen)}; check the init_args of "
+                    "model.init_args.weight_optimizer / arch_optimizer.")
+        seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _from_torch_optim(err: BaseException) -> bool:
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and "torch/optim/" in frames[-1].filename.replace("\\", "/")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ Example::
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from darts_pl.atomic import atomic_open
 from darts_pl.errors import ConfigurationError, DataNotFoundError
 from darts_pl.networks.cnn import NetworkCIFAR, NetworkImageNet
 
@@ -58,17 +58,9 @@ def save_network(network: nn.Module, path: str | os.PathLike[str]) -> Path:
         "args": net.constructor_args(),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+    return Path(path)
 
 
 def load_network(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:

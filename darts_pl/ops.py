@@ -155,7 +155,8 @@ class DepthwiseConv2d(nn.Conv2d):
 
     On CPU its backward avoids the slow depthwise kernels (``_DepthwiseConv``) where the shape allows:
     stride 1 with padding at most ``dilation · (kernel - 1)``, or stride = dilation ``d`` > 1 with padding
-    a multiple of ``d``. Otherwise, and on other devices, it is ``nn.Conv2d``.
+    a multiple of ``d``. Otherwise, and on other devices, it is ``nn.Conv2d``. Under autocast it computes
+    in the autocast dtype, as ``nn.Conv2d`` does.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -164,9 +165,18 @@ class DepthwiseConv2d(nn.Conv2d):
                          groups=channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and torch.is_grad_enabled() and self._fast_backward(x):
-            return _DepthwiseConv.apply(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
-        return super().forward(x)
+        if not (x.device.type == "cpu" and torch.is_grad_enabled() and self._fast_backward(x)):
+            return super().forward(x)
+        conf = (self.stride[0], self.padding[0], self.dilation[0])
+        if not torch.is_autocast_enabled("cpu"):
+            return _DepthwiseConv.apply(x, self.weight, *conf)
+        # Autocast does not reach a custom Function's backward, which runs after the autocast region with
+        # the float32 weight it kept: cast both inputs as autocast casts those of a conv (float64 stays),
+        # and run the Function in that one dtype. The cast's own backward returns float32 gradients.
+        dtype = torch.get_autocast_dtype("cpu")
+        x, weight = (t.to(dtype) if t.dtype == torch.float32 else t for t in (x, self.weight))
+        with torch.autocast("cpu", enabled=False):
+            return _DepthwiseConv.apply(x, weight, *conf)
 
     def _fast_backward(self, x: torch.Tensor) -> bool:
         (s, s2), (d, d2), (k, k2), padding = self.stride, self.dilation, self.kernel_size, self.padding
@@ -319,6 +329,15 @@ class MaxPool(nn.MaxPool2d):
         if plain or not (torch.is_grad_enabled() and x.requires_grad):
             return super().forward(x)
         return _MaxPoolRecomputingIndices.apply(x, self.kernel_size, self.stride, self.padding)
+
+
+class GlobalAvgPool(nn.Module):
+    """``nn.AdaptiveAvgPool2d(1)`` as the mean over H, W, shape ``(B, C, 1, 1)``: the same values, and a
+    backward that CUDA runs deterministically (adaptive pooling's has no deterministic CUDA kernel, so
+    ``--trainer.deterministic true`` would raise on a GPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
 
 
 def _pool(kind: str) -> OpFactory:

@@ -24,7 +24,6 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +32,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as MplPath
 
+from darts_pl.atomic import atomic_write
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import AnyGenotype, Genotype, RNNGenotype, validate
 
@@ -376,17 +377,8 @@ def _render_graphviz(source: str, fmt: str) -> bytes:
 
 # ----------------------------------------------------------------------------------------- files
 def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write to a temporary file beside ``path``, then rename it over ``path`` (umask permissions)."""
+    return atomic_write(path, data)
 
 
 def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 150) -> bytes:
@@ -443,10 +435,15 @@ def save_cell_diagram(genotype: AnyGenotype, path: str | os.PathLike[str], cell_
 # ----------------------------------------------------------------------------------------- alpha heatmaps
 def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives: Sequence[str],
                        edge_labels: Sequence[str] | None = None, *, title: str | None = None,
-                       ax: Axes | None = None, annotate: bool = True) -> Figure:
-    """Heatmap of one cell type's op probabilities, softmax(alpha): edges down, ops across.
+                       ax: Axes | None = None, annotate: bool = True, label: str = "softmax(alpha)",
+                       reference: float | None = None) -> Figure:
+    """Heatmap of one cell type's op probabilities (``label``; softmax(alpha) in DARTS): edges down, ops across.
 
-    The strongest op other than ``none`` on each edge (the one a derived cell would take) is printed bold.
+    Colours show the distance from ``reference``, the value of an undecided op: white there, red above, blue
+    below, each side stretched to this figure's extreme, so the first epochs of a search (where every value
+    lies within 1e-3 of 1/8) show their structure as clearly as the decided last ones; the colour bar gives
+    the values. The strongest op other than ``none`` on each edge (the one a derived cell would take) is
+    printed bold.
 
     Args:
         probs: ``(edges, ops)`` probabilities (a tensor works too).
@@ -455,6 +452,9 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
         title: Axes title.
         ax: Axes to draw into; a new pyplot-free figure when omitted.
         annotate: Print each probability in its cell.
+        label: What the values are, for the colour bar (a relaxation's ``label``: ``sigmoid(alpha)``...).
+        reference: The undecided value: ``1 / len(primitives)`` when omitted (probabilities that sum to one
+            over an edge); 0.5 suits independent sigmoid weights.
     """
     probs = np.asarray(probs, dtype=float)  # (edges, ops)
     if probs.ndim != 2 or probs.shape[1] != len(primitives):
@@ -467,7 +467,9 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
     if ax is None:
         fig = _new_figure(2.4 + 0.75 * num_ops, 1.2 + 0.3 * num_edges)
         ax = fig.add_subplot()
-    image = ax.imshow(probs, cmap="viridis", vmin=0.0, vmax=max(float(probs.max()), 1e-12), aspect="auto")
+    reference = 1.0 / num_ops if reference is None else float(reference)
+    norm = _centred_norm(probs, reference)
+    image = ax.imshow(probs, cmap="RdBu_r", norm=norm, aspect="auto")
     ax.set_xticks(range(num_ops), labels=list(primitives), rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(num_edges), labels=labels, fontsize=8)
     ax.set_xlabel("op")
@@ -475,18 +477,27 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
     if title:
         ax.set_title(title, fontsize=10)
     if annotate:
-        _annotate(ax, probs, list(primitives))
-    ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="probability")
+        _annotate(ax, probs, list(primitives), norm)
+    bar = ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.set_label(f"{label} (white: {reference:.3g})", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     return ax.figure
 
 
-def _annotate(ax: Axes, probs: np.ndarray, primitives: list[str]) -> None:
+def _centred_norm(probs: np.ndarray, reference: float) -> TwoSlopeNorm:
+    """``reference`` at the colour map's centre, this figure's smallest and largest values at its ends."""
+    eps = 1e-9 * max(abs(reference), 1.0)  # an exactly uniform matrix still needs vmin < vcenter < vmax
+    return TwoSlopeNorm(vcenter=reference, vmin=min(float(probs.min()), reference - eps),
+                        vmax=max(float(probs.max()), reference + eps))
+
+
+def _annotate(ax: Axes, probs: np.ndarray, primitives: list[str], norm: TwoSlopeNorm) -> None:
     masked = probs.copy()
     if "none" in primitives:
         masked[:, primitives.index("none")] = -np.inf
     chosen = masked.argmax(axis=1)  # (edges,)
-    threshold = 0.6 * probs.max()
+    shade = np.abs(np.asarray(norm(probs)) - 0.5)  # (edges, ops); 0.5 at the dark ends of the colour map
     for i, j in np.ndindex(*probs.shape):
         ax.text(j, i, f"{probs[i, j]:.3f}", ha="center", va="center", fontsize=6.5,
-                color="black" if probs[i, j] > threshold else "white",
+                color="white" if shade[i, j] > 0.3 else "black",
                 fontweight="bold" if j == chosen[i] else "normal")

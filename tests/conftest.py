@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,31 @@ def fake_cifar_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
 def tiny_cifar(tmp_path: Path, fake_cifar_checksums: None) -> Path:
     """A tiny CIFAR-10 directory in the real pickle format."""
     return write_cifar10_batches(tmp_path / "cifar10")
+
+
+TINY_WORDS = (*(f"{a}{b}{c}" for a in "bdgkmp" for b in "aeiou" for c in "xn"), "<unk>", "N")[-50:]
+"""Made-up words, with PTB's ``<unk>`` and ``N`` tokens: 50 words, 51 with ``<eos>``."""
+
+
+def write_tiny_corpus(root: Path, pattern: str = "ptb.{split}.txt", lines: tuple[int, int, int] = (300, 80, 80),
+                      seed: int = 0) -> Path:
+    """A made-up corpus in Mikolov's token-file format: one sentence a line, words separated by single
+    spaces, a space before and after (as in ``ptb.*.txt``); every word appears in the training split."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, count in zip(("train", "valid", "test"), lines):
+        sentences = [[rng.choice(TINY_WORDS) for _ in range(rng.randint(3, 14))] for _ in range(count)]
+        if split == "train":
+            sentences[0] = list(TINY_WORDS)
+        text = "".join(f" {' '.join(words)} \n" for words in sentences)
+        (root / pattern.format(split=split)).write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def tiny_ptb(tmp_path: Path) -> Path:
+    """A tiny made-up corpus laid out as Penn Treebank (``ptb.{train,valid,test}.txt``): 51 tokens."""
+    return write_tiny_corpus(tmp_path / "ptb")
 
 
 @pytest.fixture(autouse=True)

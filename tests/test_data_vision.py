@@ -4,11 +4,19 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
+from PIL import Image
 
+from darts_pl.cli import main
 from darts_pl.data import CIFAR10DataModule, DigitsDataModule, ImageFolderDataModule
-from darts_pl.errors import DataNotFoundError
+from darts_pl.errors import ConfigurationError, DataNotFoundError
+
+from .conftest import REPO
+
+CLASSES = ("ant", "bee", "cat", "dog")
 
 
 def test_cifar10_search_split_from_real_pickle_format(tiny_cifar: Path) -> None:
@@ -78,14 +86,15 @@ def test_image_folder_search_split_on_real_jpegs(cifar_jpegs: Path) -> None:
     assert dm.classes[0] == "airplane"
 
 
-def test_image_folder_errors_show_the_layout(tmp_path: Path, cifar_jpegs: Path) -> None:
+def test_image_folder_errors_show_the_layout(tmp_path: Path) -> None:
+    images = write_image_folder(tmp_path / "images", splits=("train",))
     with pytest.raises(DataNotFoundError, match="expected layout"):
         ImageFolderDataModule(data_dir=str(tmp_path / "missing")).prepare_data()
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)
     with pytest.raises(DataNotFoundError, match="expected layout"):
         ImageFolderDataModule(data_dir=str(empty)).setup()
-    dm = ImageFolderDataModule(data_dir=str(cifar_jpegs), mode="train")
+    dm = ImageFolderDataModule(data_dir=str(images), mode="train", batch_size=4)
     with pytest.raises(ValueError, match="mode='train' needs a test"):
         dm.setup()
 
@@ -110,15 +119,108 @@ def test_digits_is_real_and_offline() -> None:
     assert x.shape == (32, 1, 8, 8) and set(y.tolist()) <= set(range(10))
 
 
-def test_corrupt_image_is_named(tmp_path: Path, cifar_jpegs: Path) -> None:
-    import shutil
-
-    root = tmp_path / "images"
-    shutil.copytree(cifar_jpegs, root)
+def test_corrupt_image_is_named(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", splits=("train",))
     bad = next((root / "train" / "cat").iterdir())
-    bad.write_bytes(b"not a jpeg")
-    dm = ImageFolderDataModule(data_dir=str(root), batch_size=20, mode="search", train_portion=0.5)
+    bad.write_bytes(b"not a png")
+    dm = ImageFolderDataModule(data_dir=str(root), image_size=16, batch_size=4, mode="search", train_portion=0.5,
+                               mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     with pytest.raises(DataNotFoundError, match=rf"cannot read image .*{bad.name}.*remove or replace"):
         for loader in dm.train_dataloader().values():
             for _ in loader:
                 pass
+
+
+# ----------------------------------------------------------------------------------------- tiny image folders
+def write_image_folder(root: Path, per_class: int = 6, size: int = 16, splits: tuple[str, ...] = ("train", "val"),
+                       seed: int = 0) -> Path:
+    """PNG images in class folders (``root/<split>/<class>/NNNN.png``), files sorted by class as in most
+    real datasets; channel scales 1, 0.5, 0.25 give each channel its own statistics."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for cls in CLASSES:
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (size, size, 3)) * np.array([1.0, 0.5, 0.25])
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return root
+
+
+def folder_pixels(root: Path) -> np.ndarray:
+    """Every pixel of the images below ``root`` as (N, 3) floats in [0, 1]."""
+    paths = sorted(root.rglob("*.png"))
+    images = [np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255 for path in paths]
+    return np.concatenate([image.reshape(-1, 3) for image in images])
+
+
+def test_image_folder_normalises_with_statistics_of_its_training_images(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images")
+    dm = ImageFolderDataModule(data_dir=str(root), image_size=16, mode="train", batch_size=4)
+    dm.setup()
+    pixels = folder_pixels(root / "train")
+    assert np.allclose(dm.mean, pixels.mean(0), atol=1e-5) and np.allclose(dm.std, pixels.std(0), atol=1e-5)
+    assert dm.mean[0] > 1.5 * dm.mean[1] > 2 * dm.mean[2]  # per channel, not ImageNet's constants
+    x = torch.stack([dm._train_plain[i][0] for i in range(len(dm._train_plain))])  # (N, 3, 16, 16)
+    assert torch.allclose(x.mean((0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(x.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
+    given = ImageFolderDataModule(data_dir=str(root), image_size=16, batch_size=4, mean=(0.5, 0.4, 0.3),
+                                  std=(0.2, 0.2, 0.2))
+    given.setup()
+    assert given.mean == (0.5, 0.4, 0.3) and "mean=(0.5, 0.4, 0.3)" in repr(given.transforms()[1])
+
+
+def test_image_folder_has_the_cifar_cutout(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images")
+    dm = ImageFolderDataModule(data_dir=str(root), image_size=16, mode="train", batch_size=4, cutout_length=8)
+    dm.setup()
+    train_tf, eval_tf = dm.transforms()
+    assert "Cutout(length=8)" in repr(train_tf) and "Cutout" not in repr(eval_tf)
+    with pytest.raises(ConfigurationError, match=r"cutout_length=-1 must be >= 0"):
+        ImageFolderDataModule(data_dir=str(root), cutout_length=-1)
+
+
+def test_limited_evaluation_of_a_class_sorted_folder_sees_every_class(tmp_path: Path) -> None:
+    """``limit_val_batches`` (configs/debug.yaml) evaluates a prefix of the loader: it must not be one class."""
+    root = write_image_folder(tmp_path / "images")
+    dm = ImageFolderDataModule(data_dir=str(root), image_size=16, mode="train", batch_size=4)
+    first = next(iter(dm.val_dataloader()))[1]
+    assert sorted(first.tolist()) == [0, 1, 2, 3]
+    assert torch.equal(first, next(iter(dm.val_dataloader()))[1])  # deterministic
+    assert sorted(next(iter(dm.test_dataloader()))[1].tolist()) == [0, 1, 2, 3]
+    labels = torch.cat([y for _, y in dm.val_dataloader()])
+    assert sorted(labels.tolist()) == sorted(dm._test.targets)  # still the whole set, each image once
+    search = ImageFolderDataModule(data_dir=str(root / "train"), image_size=16, batch_size=4)
+    assert sorted(next(iter(search.test_dataloader()))[1].tolist()) == [0, 1, 2, 3]
+
+
+def _cli(args: list[str], tmp_path: Path) -> list[str]:
+    return ["validate", "--config", str(REPO / "configs" / "train_cifar.yaml"), *args,
+            "--model.init_args.channels", "4", "--model.init_args.num_cells", "3", "--model.init_args.auxiliary",
+            "false", "--trainer.limit_val_batches", "1", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "runs")]
+
+
+def test_switching_to_an_image_folder_keeps_the_cifar_recipe(tmp_path: Path, capsys) -> None:
+    root = write_image_folder(tmp_path / "images")
+    args = ["--data", "darts_pl.data.ImageFolderDataModule", "--data.data_dir", str(root),
+            "--data.batch_size", "4", "--data.num_workers", "0"]
+    with pytest.raises(SystemExit):
+        main([*_cli(args, tmp_path), "--print_config"])
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert data["init_args"]["cutout_length"] == 16  # train_cifar.yaml's, carried over
+    main(_cli(args, tmp_path))  # download: true (CIFAR-10's default) is dropped without an error
+
+
+def test_switching_data_modules_refuses_to_drop_a_setting(tmp_path: Path, capsys) -> None:
+    root = write_image_folder(tmp_path / "images")
+    overlay = tmp_path / "folder.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"class_path": "darts_pl.data.ImageFolderDataModule", "init_args": {
+        "data_dir": str(root), "image_size": 24, "batch_size": 4}}}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(_cli(["--config", str(overlay), "--data", "darts_pl.data.CIFAR10DataModule", "--data.download", "false"],
+                  tmp_path))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "image_size=24" in err and "ImageFolderDataModule" in err and "CIFAR10DataModule" in err

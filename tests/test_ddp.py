@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from darts_pl.data import DigitsDataModule
 from darts_pl.genotypes import load, to_dict
 from darts_pl.modules import LitSearch
-from darts_pl.search import CNNSearchSpace
+from darts_pl.search import CNNSearchSpace, GumbelSoftmax, SampledOp
 from darts_pl.strategies import FirstOrder, SecondOrder
 
 from .conftest import REPO
@@ -42,9 +42,14 @@ class RecordRank(Callback):
                     "world_size": trainer.world_size}, self.out / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder()], ids=["first", "second"])
+@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder(), "gdas"], ids=["first", "second", "gdas"])
 def test_ddp_ranks_hold_identical_alphas_and_weights(tmp_path: Path, strategy) -> None:
-    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
+    """Also for GDAS: every rank draws the same sample from the relaxation's generator, so the ranks run the
+    same ops, and DDP is told that the ops not sampled have no gradient."""
+    parts = {}
+    if strategy == "gdas":
+        parts, strategy = {"relaxation": GumbelSoftmax(seed=1), "edge": SampledOp()}, FirstOrder()
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts)
     module = LitSearch(space, strategy)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=3,
                         limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -79,3 +84,70 @@ def test_cli_ddp_two_processes_writes_one_run(tmp_path: Path) -> None:
     assert not list(run.rglob("*.tmp"))
     assert (run / "config.yaml").is_file()
     assert proc.stderr.count("Final genotype written") + proc.stdout.count("Final genotype written") == 1
+
+
+class DrawPerEpoch(Callback):
+    """Seeds each rank's global generator differently, then records one draw from it per epoch."""
+
+    def __init__(self, out: Path, tag: str) -> None:
+        self.out, self.tag = out, tag
+        self.draws: dict[int, float] = {}
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        torch.manual_seed(1000 + trainer.global_rank)  # a resumed run's restore comes after this
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # after the epoch's loader iterator drew its seed (a resumed run creates it before on_train_epoch_start)
+        if batch_idx == 0:
+            self.draws[trainer.current_epoch] = torch.rand(1).item()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.save(self.draws, self.out / f"{self.tag}_rank{trainer.global_rank}.pt")
+
+
+def test_resume_gives_every_rank_its_own_generators(tmp_path: Path) -> None:
+    """An uninterrupted 2-epoch run against one resumed from its epoch-0 checkpoint: each rank draws in
+    epoch 1 what it drew in the uninterrupted run (rank 1 does not get rank 0's generators)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def fit(tag: str, ckpt_path: Path | None = None) -> None:
+        space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
+        trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, limit_train_batches=1,
+                            limit_val_batches=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[DrawPerEpoch(tmp_path, tag),
+                                       ModelCheckpoint(dirpath=tmp_path / tag, filename="{epoch}", save_top_k=-1)],
+                            default_root_dir=tmp_path)
+        trainer.fit(LitSearch(space), DigitsDataModule(batch_size=16), ckpt_path=ckpt_path)
+
+    fit("full")
+    checkpoint = tmp_path / "full" / "epoch=0.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)["rng_states"]
+    assert len(saved) == 2 and not torch.equal(saved[0]["torch"], saved[1]["torch"])
+    fit("resumed", checkpoint)
+    full = [torch.load(tmp_path / f"full_rank{r}.pt") for r in range(2)]
+    resumed = [torch.load(tmp_path / f"resumed_rank{r}.pt") for r in range(2)]
+    assert full[0][1] != full[1][1]  # the ranks' generators differ
+    for rank in range(2):
+        assert resumed[rank] == {1: full[rank][1]}, rank
+
+
+def test_resume_on_another_number_of_processes_says_what_it_does() -> None:
+    """Two ranks' generators resumed in one process: rank 0's come back, with a one-line warning; an older
+    checkpoint's single set comes back silently."""
+    import warnings
+
+    from darts_pl.modules.resumable import ResumableRNG, collect_rng_states
+
+    torch.manual_seed(1)
+    rank0 = collect_rng_states()
+    torch.manual_seed(2)
+    rank1 = collect_rng_states()
+    with pytest.warns(UserWarning, match=r"generators of 2 process\(es\) and this run has 1: rank 0 gets its own "
+                                         r"back; random draws differ"):
+        ResumableRNG().on_load_checkpoint({"rng_states": [rank0, rank1]})
+    assert torch.equal(torch.get_rng_state(), rank0["torch"])
+    torch.manual_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ResumableRNG().on_load_checkpoint({"rng_states": rank1})
+    assert torch.equal(torch.get_rng_state(), rank1["torch"])

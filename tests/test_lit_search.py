@@ -145,3 +145,48 @@ def test_genotype_checkpoint_never_overwrites_an_earlier_result(tmp_path) -> Non
         trainer(tmp_path, callbacks=[GenotypeCheckpoint(dirpath=str(run))]).fit(
             make_module(), DigitsDataModule(batch_size=16))
     assert (run / "genotype.json").read_text() == before
+
+
+# ----------------------------------------------------------------------------------------- self-describing checkpoints
+def test_a_darts_pl_checkpoint_loads_from_its_path_alone_and_is_named_by_iteration(tmp_path) -> None:
+    from darts_pl.cli import main
+    from darts_pl.search import Sigmoid
+    from darts_pl.strategies import ZeroOneLoss
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    # FairDARTS on the quickstart: parts in every slot the config fills (relaxation, derivation, regularizers).
+    main(["fit", "--config", str(configs / "quickstart.yaml"),
+          "--config", str(configs / "variants" / "fair_darts.yaml"), "--config", str(configs / "debug.yaml"),
+          "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+          "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3"])
+    folder = next(tmp_path.rglob("checkpoints"))
+    # 3 search iterations (debug.yaml), 6 optimizer steps: the name counts iterations.
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=000-iteration=3.ckpt", "last.ckpt"]
+    saved = torch.load(folder / "last.ckpt", weights_only=True)  # plain data: the CLI reads it back the same way
+
+    module = LitSearch.load_from_checkpoint(folder / "last.ckpt")
+    assert isinstance(module.space, CNNSearchSpace) and isinstance(module.space.relaxation, Sigmoid)
+    assert "none" not in module.space.primitives and module.space.stem[0].out_channels == 3 * 4
+    assert [type(r) for r in module.regularizers] == [ZeroOneLoss] and module.regularizers[0].weight == 10.0
+    assert isinstance(module.strategy, FirstOrder)
+    state = module.state_dict()
+    assert state.keys() == saved["state_dict"].keys()
+    assert all(torch.equal(state[key], value) for key, value in saved["state_dict"].items())
+    optimizer = module.weight_optimizer(module.space.weight_parameters())
+    assert optimizer.defaults["lr"] == 0.005 and optimizer.defaults["momentum"] == 0.9
+
+
+def test_a_checkpoint_of_a_module_built_in_python_asks_for_the_space(tmp_path) -> None:
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = make_module()
+    trainer(tmp_path, callbacks=[ckpt], enable_checkpointing=True).fit(first, DigitsDataModule(batch_size=16))
+    path = tmp_path / "ckpt" / "last.ckpt"
+    with pytest.raises(ValueError, match=r"built in Python.*pass it, e\.g\. LitSearch\.load_from_checkpoint\(path, "
+                                         r"space=CNNSearchSpace"):
+        LitSearch.load_from_checkpoint(path)
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
+    module = LitSearch.load_from_checkpoint(path, space=space)
+    assert {"grad_clip": 5.0, "warmup_epochs": 0, "nonfinite": "stop"}.items() <= dict(module.hparams).items()
+    assert not set(module.hparams) & {"space", "strategy", "weight_optimizer", "arch_optimizer", "regularizers"}
+    assert torch.equal(module.space.arch["normal"], first.space.arch["normal"])

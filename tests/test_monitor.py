@@ -23,12 +23,12 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from darts_pl import genotypes
 from darts_pl.callbacks import ArchitectureMonitor, GenotypeCheckpoint, SkipConnectEarlyStop
-from darts_pl.callbacks.monitor import AlphaHistory, edge_key
+from darts_pl.callbacks.monitor import AlphaHistory, alpha_entropy, edge_key
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.data import DigitsDataModule
 from darts_pl.genotypes import PRIMITIVES
 from darts_pl.modules.search import LitSearch
-from darts_pl.search import CNNSearchSpace
+from darts_pl.search import CNNSearchSpace, Sigmoid
 
 EPOCHS = 2
 CELLS = ("normal", "reduce")
@@ -53,9 +53,24 @@ class Run:
         self.dir = run_dir(trainer)
 
 
+class RecordingWandbLogger(WandbLogger):
+    """A real (offline) W&B logger that also keeps the keys and the step of every ``log_metrics`` call."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[set[str], int | None]] = []
+
+    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+        self.calls.append((set(metrics), step))
+        super().log_metrics(metrics, step)
+
+    def steps(self, key: str) -> list[int | None]:
+        return [step for keys, step in self.calls if key in keys]
+
+
 def _logger(kind: str, root: Path) -> Any:
     if kind == "wandb":
-        return WandbLogger(project="darts_pl_test", save_dir=str(root), offline=True)
+        return RecordingWandbLogger(project="darts_pl_test", save_dir=str(root), offline=True)
     if kind == "csv+tensorboard":  # the first logger's directory is the run directory
         return [CSVLogger(str(root)), TensorBoardLogger(str(root), name="tensorboard")]
     return False
@@ -208,6 +223,116 @@ def test_tensorboard_gets_images_histograms_and_text(search: Callable[[str], Run
         assert f"alpha_table/{cell}/text_summary" in tags["tensors"]
         assert edge_key(cell, 13, "dil_conv_5x5", 14) in tags["scalars"]
     assert "genotype/text/text_summary" in tags["tensors"]
+
+
+# ----------------------------------------------------------------------------------------- one step axis
+ITERATION_ENDING_EACH_EPOCH = [1, 3]  # 2 search iterations per epoch; trainer.global_step is 4 and 8 there
+
+
+def test_tensorboard_media_scalars_and_epoch_losses_share_the_iteration_axis(search: Callable[[str], Run]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = search("csv+tensorboard")
+    tensorboard = next(lg for lg in run.trainer.loggers if isinstance(lg, TensorBoardLogger))
+    events = EventAccumulator(tensorboard.log_dir, size_guidance={"images": 0, "histograms": 0, "tensors": 0,
+                                                                  "scalars": 0}).Reload()
+    steps = {
+        "alpha_heatmap/normal": [e.step for e in events.Images("alpha_heatmap/normal")],
+        "genotype/reduce": [e.step for e in events.Images("genotype/reduce")],
+        "alpha_hist/normal/none": [e.step for e in events.Histograms("alpha_hist/normal/none")],
+        "alpha_table/normal": [e.step for e in events.Tensors("alpha_table/normal/text_summary")],
+        "genotype/text": [e.step for e in events.Tensors("genotype/text/text_summary")],
+        "alpha_entropy/normal": [e.step for e in events.Scalars("alpha_entropy/normal")],
+        "train/loss": [e.step for e in events.Scalars("train/loss")],
+        "val/loss": [e.step for e in events.Scalars("val/loss")],
+    }
+    assert steps == dict.fromkeys(steps, ITERATION_ENDING_EACH_EPOCH)
+
+
+def test_wandb_media_and_scalars_share_the_iteration_axis(search: Callable[[str], Run]) -> None:
+    logger = search("wandb").trainer.logger
+    for key in ("alpha_heatmap/normal", "alpha_table/reduce", "genotype/text", "genotype/normal",
+                "alpha_entropy/normal", "train/loss", "arch/loss"):
+        assert logger.steps(key) == ITERATION_ENDING_EACH_EPOCH, key
+
+
+def test_losses_of_every_iteration_reach_the_logger(search: Callable[[str], Run]) -> None:
+    run = search("csv+tensorboard")
+    rows = list(csv.DictReader((run.dir / "metrics.csv").open()))
+    for key in ("train/loss_step", "arch/loss_step"):  # log_every_n_steps=1: all 4 iterations
+        logged = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+        assert [step for step, _ in logged] == [0, 1, 2, 3], key
+        assert all(np.isfinite(value) and value > 0 for _, value in logged)
+    bar = run.trainer.progress_bar_metrics
+    assert "train/loss_step" in bar and "arch/loss_step" in bar
+
+
+# ----------------------------------------------------------------------------------------- relaxations
+def test_alpha_entropy_of_normalised_and_independent_probabilities() -> None:
+    uniform, one_hot = torch.full((14, 8), 1 / 8), torch.eye(8)[[3] * 14]
+    assert alpha_entropy(uniform) == pytest.approx(np.log(8))
+    assert alpha_entropy(one_hot) == pytest.approx(0.0, abs=1e-12)
+    halves, decided = torch.full((14, 7), 0.5), torch.tensor([[0.0, 1.0] * 3 + [1.0]] * 14)
+    assert alpha_entropy(halves, normalized=False) == pytest.approx(np.log(2))
+    assert alpha_entropy(decided, normalized=False) == pytest.approx(0.0, abs=1e-12)
+    # A near-uniform sigmoid cell is undecided, as the binary entropy says; the edge-distribution entropy of
+    # values that do not sum to one would be 7 * 0.5 * log(2) = 2.43 nats, above log(7): not an entropy at all.
+    assert alpha_entropy(halves, normalized=False) < alpha_entropy(halves) > np.log(7)
+
+
+def test_sigmoid_search_says_what_its_history_and_heatmaps_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    import darts_pl.viz
+
+    drawn: list[dict[str, Any]] = []
+    plot = darts_pl.viz.plot_alpha_heatmap
+
+    def recording_plot(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(kwargs)
+        return plot(*args, **kwargs)
+
+    monkeypatch.setattr(darts_pl.viz, "plot_alpha_heatmap", recording_plot)
+    primitives = [op for op in PRIMITIVES if op != "none"]  # FairDARTS's 7 ops
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, primitives=primitives,
+                           alpha_init="zeros", relaxation=Sigmoid())
+    run = tiny_search("csv+tensorboard", tmp_path, space=space, max_epochs=1,
+                      callbacks=[ArchitectureMonitor(), GenotypeCheckpoint(verbose=False, diagrams=False)])
+    meta = json.loads((run.dir / "alpha_history.json").read_text())
+    assert meta["relaxation"] == {"name": "Sigmoid", "label": "sigmoid(alpha)", "normalized": False}
+    assert meta["description"].startswith("sigmoid(alpha) after each training epoch")
+    probs = run.recorder.probs[0]
+    for cell in CELLS:
+        p = probs[cell].double()
+        binary = float(-(p * p.log() + (1 - p) * (1 - p).log()).mean())
+        assert float(run.trainer.callback_metrics[f"alpha_entropy/{cell}"]) == pytest.approx(binary, rel=1e-5)
+        assert binary == pytest.approx(np.log(2), abs=1e-3)  # one epoch from alpha = 0: every weight near 0.5
+    assert [d["label"] for d in drawn] == ["sigmoid(alpha)"] * 2 and [d["reference"] for d in drawn] == [0.5] * 2
+    assert [d["title"] for d in drawn] == [f"{cell} cell, epoch 0 (iteration 2): sigmoid(alpha)" for cell in CELLS]
+    # The checkpointed history keeps the relaxation, so a resumed run writes the same metadata.
+    resumed = ArchitectureMonitor()
+    checkpoint: dict[str, Any] = {}
+    run.trainer.callbacks[0].on_save_checkpoint(None, None, checkpoint)  # type: ignore[arg-type]
+    resumed.on_load_checkpoint(None, None, checkpoint)  # type: ignore[arg-type]
+    assert resumed.history.metadata()["relaxation"] == meta["relaxation"]
+
+
+# ----------------------------------------------------------------------------------------- configs
+SEARCH_CONFIGS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+                        if "darts_pl.modules.LitSearch" in p.read_text())
+
+
+@pytest.mark.parametrize("name", SEARCH_CONFIGS)
+def test_every_search_config_monitors_and_names_checkpoints_by_iteration(name: str) -> None:
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / name).read_text())
+    callbacks = {cb["class_path"]: cb.get("init_args", {}) for cb in config["trainer"]["callbacks"]}
+    assert {"darts_pl.callbacks.ArchitectureMonitor", "darts_pl.callbacks.GenotypeCheckpoint"} <= set(callbacks)
+    assert callbacks["lightning.pytorch.callbacks.ModelCheckpoint"]["filename"] == "{epoch:03d}-{iteration:.0f}"
+
+
+def test_search_configs_are_found() -> None:
+    assert {"quickstart.yaml", "search_cifar.yaml", "search_ptb.yaml"} <= set(SEARCH_CONFIGS)
 
 
 # ----------------------------------------------------------------------------------------- collapse

@@ -187,3 +187,26 @@ def test_torch_export_matches_eval_network(tmp_path) -> None:
         expected = net(x)[0]
         torch.testing.assert_close(exported(x), expected)
         torch.testing.assert_close(program.module()(x), expected)
+
+
+# ----------------------------------------------------------------------------- deterministic CUDA backward
+@pytest.mark.parametrize("kind", ["cifar", "search"])
+def test_global_pooling_is_a_mean_with_the_outputs_of_adaptive_avg_pool(kind: str) -> None:
+    """AdaptiveAvgPool2d has no deterministic CUDA backward (``--trainer.deterministic true`` raises on a
+    GPU); the mean over H, W is the same sum: the networks use it, with identical outputs. (The ImageNet
+    network pools with the original's AvgPool2d(7), whose CUDA backward is deterministic.)"""
+    import copy
+
+    from darts_pl.search import CNNSearchSpace
+
+    if kind == "cifar":
+        net, x = NetworkCIFAR(DARTS_V2, channels=4, num_cells=3, auxiliary=True), torch.randn(2, 3, 32, 32)
+    else:
+        net, x = CNNSearchSpace(channels=4, num_cells=3), torch.randn(2, 3, 8, 8)
+    imagenet = NetworkImageNet(DARTS_V2, channels=4, num_cells=3, auxiliary=True)
+    for model in (net, imagenet):
+        assert not [m for m in model.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
+    twin = copy.deepcopy(net)
+    twin.global_pooling = torch.nn.AdaptiveAvgPool2d(1)
+    run = (lambda m: m.logits(x)) if kind == "search" else (lambda m: m.eval()(x)[0])
+    assert torch.equal(run(net), run(twin))

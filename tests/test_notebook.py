@@ -3,6 +3,7 @@ of a recurrent one (the latter written in the same file format the monitor write
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from darts_pl.callbacks import ArchitectureMonitor, GenotypeCheckpoint
 from darts_pl.callbacks.monitor import AlphaHistory
@@ -52,6 +54,7 @@ def test_notebook_runs_on_a_cnn_search(tmp_path: Path, monkeypatch: pytest.Monke
     text, images = execute(tmp_path)
     assert f"run directory: {(tmp_path / 'run').resolve()}" in text
     assert "2 epochs (0..1); cells ['normal', 'reduce']; 14 edges x 8 ops" in text
+    assert "values: softmax(alpha) (Softmax; they sum to one over an edge)" in text
     assert "genotype.json:\nnormal cell: c_{k} = concat(0, 1, 2, 3)" in text
     assert "skip connections in the normal cell by epoch:" in text
     assert images == 2 + 2 + 1  # heatmaps per cell, probabilities over epochs per cell, the derived cells
@@ -64,14 +67,14 @@ def test_notebook_runs_on_a_recurrent_run_found_by_default(tmp_path: Path, monke
     (stale / "alpha_history.json").write_text("not json")  # older run: opening it would fail
     os.utime(stale, (1_000_000_000, 1_000_000_000))
 
-    run = logs / "version_1"  # a recurrent search: 8 nodes, 36 edges, 5 ops, 3 epochs
+    run = logs / "version_1"  # a recurrent search with FairDARTS's sigmoid: 8 nodes, 36 edges, 5 ops, 3 epochs
     labels = [f"{j}->{i + 1}" for i in range(8) for j in range(i + 1)]
-    history = AlphaHistory(RNN_PRIMITIVES, labels)
+    history = AlphaHistory(RNN_PRIMITIVES, labels, {"name": "Sigmoid", "label": "sigmoid(alpha)", "normalized": False})
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(36, len(RNN_PRIMITIVES)))
     for epoch in range(3):
         logits += rng.normal(scale=0.5, size=logits.shape)
-        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)  # (edges, ops)
+        probs = 1 / (1 + np.exp(-logits))  # (edges, ops), independent per op
         history.append(epoch, 100 * (epoch + 1), {"recurrent": probs})
         save(derive_rnn(probs.tolist()), run / "genotypes" / f"epoch_{epoch:03d}.json")
     history.save(run)
@@ -80,5 +83,20 @@ def test_notebook_runs_on_a_recurrent_run_found_by_default(tmp_path: Path, monke
     text, images = execute(tmp_path)
     assert f"run directory: {run.resolve()}" in text
     assert "3 epochs (0..2); cells ['recurrent']; 36 edges x 5 ops: none, tanh, relu, sigmoid, identity" in text
+    assert "values: sigmoid(alpha) (Sigmoid; independent per op)" in text
     assert "epoch 2:\nrecurrent cell: h_{t} = mean(1, 2, 3, 4, 5, 6, 7, 8)" in text
     assert images == 1 + 1 + 1
+
+
+def test_notebook_says_in_one_line_that_a_run_has_no_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"  # a search without ArchitectureMonitor: genotypes, no alpha history
+    save(derive_rnn(np.full((36, len(RNN_PRIMITIVES)), 0.2).tolist()), run / "genotypes" / "epoch_000.json")
+    monkeypatch.setenv("DARTS_RUN_DIR", str(run))
+    with pytest.raises(CellExecutionError) as failure:
+        execute(tmp_path)
+    line = (f"FileNotFoundError: No alpha_history.json in {run.resolve()}: that search ran without "
+            "darts_pl.callbacks.ArchitectureMonitor (add it under trainer.callbacks, as every search config in "
+            "configs/ does), or RUN_DIR is not a run directory.")
+    report = re.sub(r"\x1b\[[0-9;]*m", "", str(failure.value))  # without the terminal colours
+    assert line in report
+    assert "RUN_DIR = Path(RUN_DIR).resolve()" in report  # stopped in the first cell, before any reading

@@ -127,3 +127,18 @@ def test_factorized_reduce_odd_size_and_odd_channels() -> None:
     assert FactorizedReduce(4, 6)(torch.randn(1, 4, 7, 7)).shape == (1, 6, 4, 4)
     with pytest.raises(ValueError, match="c_out=5"):
         FactorizedReduce(4, 5)
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 8, 8), (3, 576, 7, 7), (2, 16, 1, 1), (5, 33, 5, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_global_avg_pool_equals_adaptive_avg_pool(shape: tuple[int, ...], channels_last: bool) -> None:
+    """The same values and gradients as ``AdaptiveAvgPool2d(1)``, with a backward CUDA runs deterministically."""
+    from darts_pl.ops import GlobalAvgPool
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+    got, expected = GlobalAvgPool()(x), torch.nn.AdaptiveAvgPool2d(1)(x)
+    assert got.shape == expected.shape == (*shape[:2], 1, 1)
+    assert torch.equal(got, expected)
+    g = torch.randn_like(got)
+    assert torch.equal(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(expected, x, g)[0])

@@ -1,6 +1,7 @@
-"""Resume after a kill, determinism, the non-finite guard."""
+"""Resume after a kill, determinism, the non-finite guard, run directories, exit statuses."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from darts_pl.strategies import FirstOrder, SecondOrder
 
 from .conftest import REPO
 
-TINY = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "1",
+TINY = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2",
         "--trainer.enable_progress_bar", "false", "--trainer.deterministic", "true",
         "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
         "--data.init_args.batch_size", "32"]
@@ -180,3 +181,196 @@ def test_nonfinite_loss_stops_a_training_job(tmp_path: Path) -> None:
                         enable_model_summary=False)
     with pytest.raises(NonFiniteError, match=r"training loss in the weight step \(epoch 0, batch 0\)"):
         trainer.fit(module, DigitsDataModule(batch_size=16, mode="train"))
+
+
+class InjectNaNStem(Callback):
+    """Makes the stem's convolution output NaN on the forward calls numbered in ``calls`` (counted over the fit)."""
+
+    def __init__(self, calls: set[int]) -> None:
+        self.calls, self.count = calls, 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        def hook(module, args, output):
+            if module.training:
+                self.count += 1
+                if self.count in self.calls:
+                    return output * float("nan")
+            return output
+        pl_module.space.stem[0].register_forward_hook(hook)
+
+
+def test_skip_keeps_nonfinite_values_out_of_weights_buffers_and_optimizer_state(tmp_path: Path) -> None:
+    module = tiny_module(nonfinite="skip")
+    fit(tmp_path, module, enable_checkpointing=False, callbacks=[InjectNaNStem(calls={2})])  # call 2: a weight step
+    assert module.skipped_batches == 1
+    for name, tensor in [*module.state_dict().items(),
+                         *((f"opt{i}.{k}", v) for i, opt in enumerate(module.optimizers())
+                           for state in opt.optimizer.state.values() for k, v in state.items())]:
+        if torch.is_tensor(tensor) and tensor.is_floating_point():
+            assert torch.isfinite(tensor).all(), name
+
+
+def test_skip_stops_past_the_limit_of_consecutive_skips(tmp_path: Path) -> None:
+    module = tiny_module(nonfinite="skip", max_consecutive_skips=2)
+    with pytest.raises(NonFiniteError, match=r"3 batches in a row.*max_consecutive_skips=2.*Stopped"):
+        fit(tmp_path, module, enable_checkpointing=False, callbacks=[InjectNaNStem(calls=set(range(1, 100)))])
+    assert module.skipped_batches == 2
+
+
+def test_skip_stops_when_a_step_makes_the_model_nonfinite(tmp_path: Path) -> None:
+    # A weight learning rate far too large, without clipping: the step itself overflows the weights, which no
+    # skipped batch can repair. The run stops, and no checkpoint with non-finite values is written.
+    module = tiny_module(nonfinite="skip", grad_clip=None,
+                         weight_optimizer=lambda params: torch.optim.SGD(params, lr=1e37, momentum=0.9))
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
+    with pytest.raises(NonFiniteError, match=r"weights.*Stopped"):
+        fit(tmp_path, module, callbacks=[ckpt], max_epochs=3)
+    for path in (tmp_path / "ckpt").glob("*.ckpt"):
+        state = torch.load(path, weights_only=False)
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()), path
+
+
+# ------------------------------------------------------------------ runs: directories, resume, exit codes
+QUICK = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "1",
+         "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",  # ("1" would mean 100%)
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
+         "--data.init_args.batch_size", "16", "--trainer.callbacks", json.dumps([  # the quickstart's, no drawing
+             {"class_path": "darts_pl.callbacks.GenotypeCheckpoint", "init_args": {"diagrams": False}},
+             {"class_path": "darts_pl.callbacks.ArchitectureMonitor", "init_args": {"log_media": False}},
+             {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}])]
+
+
+def run_main(*args: str) -> int:
+    """``darts-pl`` in this process; its exit status."""
+    from darts_pl.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exit_info:
+        return int(exit_info.code or 0)
+    return 0
+
+
+def test_runs_without_a_logger_get_their_own_directories(tmp_path: Path) -> None:
+    for _ in range(2):
+        assert run_main(*QUICK, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)) == 0
+    runs = sorted((tmp_path / "lightning_logs").iterdir())
+    assert [p.name for p in runs] == ["version_0", "version_1"]
+    for run in runs:
+        assert {"genotype.json", "alpha_history.npz", "config.yaml", "checkpoints"} <= {p.name for p in run.iterdir()}
+
+
+def test_last_looks_only_in_this_jobs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    other = tmp_path / "someone_else"
+    assert run_main(*QUICK, "--trainer.default_root_dir", str(other)) == 0
+    monkeypatch.chdir(tmp_path)  # the default root is the working directory, which holds the other run below it
+    assert run_main(*QUICK, "--trainer.default_root_dir", "null", "--ckpt_path", "last") == 0
+    assert "no checkpoint of an earlier run" in capsys.readouterr().err
+    assert (tmp_path / "lightning_logs" / "version_0" / "genotype.json").is_file()
+    assert sorted(p.name for p in (other / "lightning_logs").iterdir()) == ["version_0"]
+
+
+def test_resume_with_another_model_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    assert run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path)) == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs", "2",
+                      "--model.init_args.space.init_args.channels", "6", "--ckpt_path", "last")
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.startswith("darts-pl: error:")]
+    assert len(lines) == 1 and "different model" in lines[0] and "differ in shape" in lines[0], err[-2000:]
+    assert "size mismatch" not in err
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # config.yaml, logs, checkpoints: untouched
+
+
+def test_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        assert run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path)) == 0
+    finally:
+        os.umask(old)
+    run = tmp_path / "lightning_logs" / "version_0"
+    for name in ["genotype.json", "alpha_history.npz", "alpha_history.json",
+                 "genotypes/epoch_000.json", "checkpoints/last.ckpt", "config.yaml"]:
+        assert (run / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_alpha_history_is_one_unit_when_the_second_write_fails(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from darts_pl.callbacks import monitor
+
+    history = monitor.AlphaHistory(["a", "b"], ["e0"])
+    history.append(0, 1, {"normal": np.array([[0.4, 0.6]])})
+    history.save(tmp_path)
+    history.append(1, 2, {"normal": np.array([[0.3, 0.7]])})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill between the .npz and the .json
+
+    monkeypatch.setattr(monitor, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        history.save(tmp_path)
+    loaded = monitor.AlphaHistory.load(tmp_path)
+    assert loaded.epochs == [0, 1] and len(loaded.probs["normal"]) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model.init_args.weight_optimizer.init_args.lr", "-0.1"], "Invalid learning rate"),
+    (["--model.init_args.weight_optimizer.init_args.momentum", "-1"], "Invalid momentum"),
+    (["--model.init_args.arch_optimizer.init_args.lr", "-1"], "Invalid learning rate"),
+    (["--trainer.accelerator", "gpu"], "gpu"),
+    (["--trainer.max_epochs", "0"], "max_epochs=0"),
+    (["--trainer.max_epoch", "1"], "max_epoch"),
+    (["--data.init_args.num_workers", "-1"], "num_workers=-1"),
+    (["--data.init_args.eval_batch_size", "0"], "eval_batch_size=0"),
+])
+def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str, capsys) -> None:
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path), *args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("darts-pl: error:")]
+    assert status == 2 and len(lines) == 1 and message in lines[0], err[-2000:]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"], ids=["zero-byte", "truncated"])
+def test_damaged_checkpoint_path_exits_2(tmp_path: Path, content: bytes, capsys) -> None:
+    ckpt = tmp_path / "given.ckpt"
+    ckpt.write_bytes(content)
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path / "root"), "--ckpt_path", str(ckpt))
+    err = capsys.readouterr().err
+    assert status == 2 and "given.ckpt" in err.splitlines()[-1], err[-2000:]
+    assert not (tmp_path / "root").exists()  # nothing claimed, nothing written
+
+
+def test_wandb_runs_keep_their_config_and_resume_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    args = [*QUICK, "--config", str(REPO / "configs" / "wandb.yaml"), "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "wandb")]
+    ids = []
+    for seed in ("1", "2"):
+        try:
+            assert run_main(*args, "--seed_everything", seed) == 0
+            ids.append(wandb.run.id)
+            assert wandb.run.config["seed_everything"] == int(seed)  # the resolved config, in the W&B run
+            assert wandb.run.config["model"]["class_path"] == "darts_pl.modules.LitSearch"
+        finally:
+            wandb.finish()
+    project = tmp_path / "wandb" / "darts_pl"
+    assert sorted(p.name for p in project.iterdir()) == sorted(ids)
+    for run_id, seed in zip(ids, ("1", "2")):
+        assert f"seed_everything: {seed}" in (project / run_id / "config.yaml").read_text()
+    assert not (tmp_path / "wandb" / "config.yaml").exists()
+    try:
+        assert run_main(*args, "--seed_everything", "2", "--trainer.max_epochs", "2", "--ckpt_path", "last") == 0
+        assert wandb.run.id == ids[1]  # the newest run continues, under its own id
+    finally:
+        wandb.finish()
+    assert torch.load(project / ids[1] / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1

@@ -185,3 +185,109 @@ def test_bad_options() -> None:
         SecondOrder(hessian="cg")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="epsilon_scale=0"):
         SecondOrder(epsilon_scale=0)
+
+
+# ----------------------------------------------------------------------------- the weight optimizer's virtual step
+WEIGHT_OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05),
+    "sgd_momentum_wd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=3e-4),
+    "sgd_nesterov": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=3e-4, nesterov=True),
+    "sgd_dampening": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.3),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.5, 0.999), weight_decay=1e-3),
+    "adam_amsgrad": lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True, foreach=False),
+    "adam_decoupled": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.1),
+}
+
+
+def stepped(name: str, space: SearchSpace, steps: int) -> torch.optim.Optimizer:
+    """The optimizer after ``steps`` real steps on random gradients (momentum buffers, moments, step counts)."""
+    opt = WEIGHT_OPTIMIZERS[name](space.weight_parameters())
+    g = torch.Generator().manual_seed(7)
+    for _ in range(steps):
+        for p in space.weight_parameters():
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+        opt.step()
+    space.zero_grad(set_to_none=True)
+    return opt
+
+
+@pytest.mark.parametrize("steps", [0, 3], ids=["fresh", "with_state"])
+@pytest.mark.parametrize("name", sorted(WEIGHT_OPTIMIZERS))
+def test_virtual_step_equals_the_step_of_a_copied_optimizer(name: str, steps: int) -> None:
+    import copy
+
+    from darts_pl.strategies.second_order import virtual_step
+
+    torch.manual_seed(0)
+    space = SmoothSpace().double()
+    opt = stepped(name, space, steps)
+    params = space.weight_parameters()
+    grads = [torch.randn_like(p) for p in params]
+    state_before = copy.deepcopy(opt.state_dict())
+    live_before = [p.detach().clone() for p in params]
+    got = virtual_step(opt, params, grads).weights
+    twin_params, twin = copy.deepcopy((params, opt))
+    for p, g in zip(twin_params, grads):
+        p.grad = g.clone()
+    twin.step()
+    for a, b in zip(got, twin_params):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-14, atol=1e-15)
+        assert not torch.equal(a, b.detach() - 1e-3)  # sanity: a real comparison
+    for a, b in zip(params, live_before):  # nothing live moved
+        assert torch.equal(a, b) and a.grad is None
+    after = opt.state_dict()
+    assert after["param_groups"] == state_before["param_groups"]
+    for key, state in state_before["state"].items():
+        for k, value in state.items():
+            assert torch.equal(torch.as_tensor(after["state"][key][k]), torch.as_tensor(value)), (key, k)
+
+
+def unrolled_objective(space: SearchSpace, opt: torch.optim.Optimizer, alpha: torch.Tensor, train: Any,
+                       val: Any) -> float:
+    """L_val(w', alpha) with w' one real step of a deep copy of the weight optimizer at alpha."""
+    import copy
+
+    twin_space, twin = copy.deepcopy((space, opt))
+    with torch.no_grad():
+        twin_space.arch["mix"].copy_(alpha)
+    weights = twin_space.weight_parameters()
+    for p, g in zip(weights, torch.autograd.grad(twin_space(train).loss, weights)):
+        p.grad = g
+    twin.step()
+    with torch.no_grad():
+        return float(twin_space(val).loss)
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHT_OPTIMIZERS))
+def test_unrolled_gradient_is_the_derivative_through_the_optimizer_step(name: str) -> None:
+    """d/dalpha L_val(w'(alpha), alpha), w' the weight optimizer's own step, by central differences of the
+    real step (float64) against the exact Hessian option and the paper's finite difference."""
+    torch.manual_seed(0)
+    space = SmoothSpace().double()
+    opt = stepped(name, space, 3)
+    train, val = batches()
+    alpha, h = space.arch["mix"].detach().clone(), 1e-5
+    expected = torch.zeros_like(alpha)
+    for i in range(alpha.numel()):
+        e = torch.zeros_like(alpha).view(-1)
+        e[i] = h
+        e = e.view_as(alpha)
+        expected.view(-1)[i] = (unrolled_objective(space, opt, alpha + e, train, val)
+                                - unrolled_objective(space, opt, alpha - e, train, val)) / (2 * h)
+    exact = SecondOrder(hessian="exact").arch_gradients(space, train, val, opt).grads[0]
+    fd = SecondOrder().arch_gradients(space, train, val, opt).grads[0]
+    first = FirstOrder().arch_gradients(space, train, val, opt).grads[0]
+    torch.testing.assert_close(exact, expected, rtol=1e-6, atol=1e-9)
+    assert (fd - expected).norm() / expected.norm() < 1e-3
+    assert (first - expected).norm() / expected.norm() > 1e-3  # the unrolled term matters here
+
+
+def test_weight_optimizers_without_a_virtual_step_are_refused() -> None:
+    space = SmoothSpace()
+    train, val = batches(torch.float32)
+    with pytest.raises(ValueError, match=r"weight optimizer RMSprop.*SGD, Adam and AdamW.*FirstOrder"):
+        SecondOrder().arch_gradients(space, train, val, torch.optim.RMSprop(space.weight_parameters()))
+    with pytest.raises(ValueError, match=r"maximize=True"):
+        SecondOrder().arch_gradients(space, train, val, torch.optim.SGD(space.weight_parameters(), lr=0.1,
+                                                                         maximize=True))

@@ -28,6 +28,8 @@ from darts_pl.data.text import (
 )
 from darts_pl.errors import ConfigurationError, DataNotFoundError
 
+from .conftest import TINY_WORDS, write_tiny_corpus
+
 REAL_FILES = {  # the counts the shared data README gives: lines, tokens with <eos>
     "ptb/ptb.valid.txt": (3370, 73760),
     "ptb/ptb.test.txt": (3761, 82430),
@@ -109,22 +111,20 @@ def test_plain_split_names_are_read(tmp_path: Path) -> None:
     assert WikiText2DataModule(str(root)).num_tokens == 5
 
 
-def test_hub_path_gives_the_local_vocabulary_and_tokens(shared_data: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_path_gives_the_local_vocabulary_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    root = write_mini_corpus(shared_data, tmp_path / "wt2", "wikitext-2")
+    root = write_tiny_corpus(tmp_path / "wt2", "wiki.{split}.tokens")
     local = WikiText2DataModule(str(root)).corpus
     files = {"train": "train", "validation": "valid", "test": "test"}
     hub = WikiText2DataModule(source="hub", hub_dataset="text", hub_config=None, hub_kwargs={
         "data_files": {k: str(root / f"wiki.{v}.tokens") for k, v in files.items()},
         "cache_dir": str(tmp_path / "hf_cache")}).corpus
-    assert len(local.dictionary) == 18328  # the mini corpus' vocabulary
+    assert len(local.dictionary) == len(TINY_WORDS) + 1  # the made-up words and <eos>
     assert hub.dictionary == local.dictionary
     for split in ("train", "valid", "test"):
         assert torch.equal(hub.splits[split], local.splits[split])
-    assert len(local.train) == REAL_FILES["wikitext-2/wiki.valid.tokens"][1]
 
 
 # ----------------------------------------------------------------------------------------- streams, windows
@@ -175,11 +175,11 @@ def _stub_trainer(rank: int, world: int) -> SimpleNamespace:
     return SimpleNamespace(global_rank=rank, world_size=world, current_epoch=0, is_global_zero=rank == 0)
 
 
-def test_each_rank_reads_a_contiguous_equal_shard(mini_ptb: Path) -> None:
+def test_each_rank_reads_a_contiguous_equal_shard(tiny_ptb: Path) -> None:
     assert [shard(torch.arange(11), r, 3).tolist() for r in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     modules = []
     for rank in range(2):
-        dm = PTBDataModule(str(mini_ptb), mode="train", batch_size=4)
+        dm = PTBDataModule(str(tiny_ptb), mode="train", batch_size=4)
         dm.trainer = _stub_trainer(rank, 2)
         modules.append(dm)
     tokens = modules[0].corpus.train
@@ -191,8 +191,8 @@ def test_each_rank_reads_a_contiguous_equal_shard(mini_ptb: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- data modules
-def test_search_mode_reads_train_and_valid_streams(mini_ptb: Path) -> None:
-    dm = PTBDataModule(str(mini_ptb), mode="search", batch_size=8, eval_batch_size=4, test_batch_size=2)
+def test_search_mode_reads_train_and_valid_streams(tiny_ptb: Path) -> None:
+    dm = PTBDataModule(str(tiny_ptb), mode="search", batch_size=8, eval_batch_size=4, test_batch_size=2)
     dm.setup("fit")
     loaders = dm.train_dataloader()
     assert set(loaders) == {"train", "val"}
@@ -204,25 +204,25 @@ def test_search_mode_reads_train_and_valid_streams(mini_ptb: Path) -> None:
     assert dm.num_tokens == len(dm.dictionary)
 
 
-def test_train_mode_reads_train_valid_test(mini_ptb: Path) -> None:
-    dm = PTBDataModule(str(mini_ptb), mode="train", batch_size=8)
+def test_train_mode_reads_train_valid_test(tiny_ptb: Path) -> None:
+    dm = PTBDataModule(str(tiny_ptb), mode="train", batch_size=8)
     assert isinstance(dm.train_dataloader(), VariableWindows)
     valid = dm.val_dataloader()
     assert isinstance(valid, FixedWindows) and next(iter(valid))["input"].shape == (35, 10)
     assert next(iter(dm.test_dataloader()))["input"].shape == (35, 1)  # the paper's test batch size
 
 
-def test_vocabulary_saved_and_reused(mini_ptb: Path, tmp_path: Path) -> None:
-    dm = PTBDataModule(str(mini_ptb))
+def test_vocabulary_saved_and_reused(tiny_ptb: Path, tmp_path: Path) -> None:
+    dm = PTBDataModule(str(tiny_ptb))
     path = dm.dictionary.save(tmp_path / "run" / "vocab.json")
     assert json.loads(path.read_text())["words"] == dm.dictionary.idx2word
-    reused = PTBDataModule(str(mini_ptb), vocab_path=str(path))
+    reused = PTBDataModule(str(tiny_ptb), vocab_path=str(path))
     assert reused.dictionary == dm.dictionary and torch.equal(reused.corpus.test, dm.corpus.test)
     reused.load_state_dict(dm.state_dict())  # same vocabulary: no error
 
 
-def test_checkpoint_vocabulary_mismatch_is_refused(mini_ptb: Path) -> None:
-    dm = PTBDataModule(str(mini_ptb))
+def test_checkpoint_vocabulary_mismatch_is_refused(tiny_ptb: Path) -> None:
+    dm = PTBDataModule(str(tiny_ptb))
     other = ["<unk>", *dm.dictionary.idx2word[1:]][::-1]
     with pytest.raises(ConfigurationError, match=r"differs from the data's.*--data.vocab_path"):
         dm.load_state_dict({"vocabulary": other})
@@ -264,3 +264,54 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
 def test_corpus_from_lines_is_independent_of_files() -> None:
     corpus = Corpus({"train": ["x y"], "valid": ["y"], "test": ["z"]})
     assert corpus.dictionary.idx2word == ["x", "y", EOS, "z"]
+
+
+# ----------------------------------------------------------------------------------------- data source failures
+@pytest.fixture
+def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hugging Face hub unreachable (offline mode: fails at once instead of retrying the network)."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_hub_offline_is_one_line_exit_2_naming_source_attempt_and_fix(hub_offline: None, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from darts_pl.cli import main
+
+    from .conftest import REPO
+
+    cache = tmp_path / "hf_cache"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / "configs" / "train_wt2.yaml"), "--data.source", "hub",
+              "--data.hub_kwargs", json.dumps({"cache_dir": str(cache)}), "--trainer.accelerator", "cpu",
+              "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for part in ("--data.source hub", "'Salesforce/wikitext', 'wikitext-2-v1'", str(cache), "ConnectionError",
+                 "network access", "--data.source local", "wiki.train.tokens"):
+        assert part in err, part
+
+
+def test_hub_loader_errors_name_the_dataset(hub_offline: None, tmp_path: Path) -> None:
+    missing = WikiText2DataModule(source="hub", hub_dataset="text", hub_config=None,
+                                  hub_kwargs={"data_files": {"train": str(tmp_path / "none.txt")}})
+    message = r"load_dataset\('text', None, data_files=.*none\.txt.*--data\.source local"
+    with pytest.raises(DataNotFoundError, match=message):
+        missing.corpus  # noqa: B018
+    root = write_tiny_corpus(tmp_path / "wt2", "wiki.{split}.tokens")
+    no_test = WikiText2DataModule(source="hub", hub_dataset="text", hub_config=None, hub_kwargs={
+        "data_files": {"train": str(root / "wiki.train.tokens"), "validation": str(root / "wiki.valid.tokens")},
+        "cache_dir": str(tmp_path / "hf_cache")})
+    with pytest.raises(DataNotFoundError, match=r"has no 'test' split \(it has train, validation\)"):
+        no_test.corpus  # noqa: B018
+
+
+def test_unreadable_token_file_is_named(tmp_path: Path) -> None:
+    root = write_tiny_corpus(tmp_path / "ptb")
+    (root / "ptb.valid.txt").write_bytes(b"\xff\xfe not utf-8 \xff\n")
+    with pytest.raises(DataNotFoundError, match=r"cannot read the token file .*ptb\.valid\.txt.* as UTF-8"):
+        PTBDataModule(str(root)).corpus  # noqa: B018

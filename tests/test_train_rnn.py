@@ -21,12 +21,6 @@ from darts_pl.modules import LitLanguageModel
 from darts_pl.networks import DARTSCell
 
 from .conftest import REPO
-from .test_text_data import write_mini_corpus
-
-
-@pytest.fixture
-def mini_ptb(shared_data: Path, tmp_path: Path) -> Path:
-    return write_mini_corpus(shared_data, tmp_path / "ptb")
 
 
 def tiny_model(**kwargs: Any) -> LitLanguageModel:
@@ -101,8 +95,8 @@ class RecordSteps(Callback):
         self.steps.append((optimizer.param_groups[0]["lr"], *self._window))
 
 
-def test_two_batch_training_fit_scales_the_lr_and_carries_the_state(mini_ptb: Path, tmp_path: Path) -> None:
-    dm = mini_data(mini_ptb, bptt=35, batch_size=8)
+def test_two_batch_training_fit_scales_the_lr_and_carries_the_state(tiny_ptb: Path, tmp_path: Path) -> None:
+    dm = mini_data(tiny_ptb, bptt=35, batch_size=8)
     model = tiny_model(num_tokens=dm.num_tokens)
     before = [p.detach().clone() for p in model.parameters()]
     record = RecordSteps()
@@ -135,8 +129,8 @@ def test_non_monotone_trigger() -> None:
     assert model.val_history == [3.0, 2.0, 1.5, 1.8, 1.9, 2.1]
 
 
-def test_switch_to_asgd_evaluates_the_average_and_survives_a_checkpoint(mini_ptb: Path, tmp_path: Path) -> None:
-    dm = mini_data(mini_ptb)
+def test_switch_to_asgd_evaluates_the_average_and_survives_a_checkpoint(tiny_ptb: Path, tmp_path: Path) -> None:
+    dm = mini_data(tiny_ptb)
     model = tiny_model(num_tokens=dm.num_tokens, nonmono=1)
     model.val_history = [0.0, 0.0]  # a hand-set history the first validation is worse than
     run = trainer(tmp_path, epochs=2, limit_train_batches=3)  # ASGD averages from its second step on
@@ -166,8 +160,8 @@ def test_switch_to_asgd_evaluates_the_average_and_survives_a_checkpoint(mini_ptb
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
-def test_resume_restores_asgd_and_continues_exactly(mini_ptb: Path, tmp_path: Path) -> None:
-    dm = mini_data(mini_ptb)
+def test_resume_restores_asgd_and_continues_exactly(tiny_ptb: Path, tmp_path: Path) -> None:
+    dm = mini_data(tiny_ptb)
 
     def fresh() -> LitLanguageModel:
         L.seed_everything(0)
@@ -194,8 +188,8 @@ def test_checkpoint_of_another_vocabulary_is_refused() -> None:
         model.on_load_checkpoint({"state_dict": {"network.encoder.weight": torch.zeros(60, 6)}})
 
 
-def test_cli_train_ptb_on_a_mini_corpus(mini_ptb: Path, tmp_path: Path) -> None:
-    main(["fit", "--config", str(REPO / "configs" / "train_ptb.yaml"), "--data.data_dir", str(mini_ptb),
+def test_cli_train_ptb_on_a_tiny_corpus(tiny_ptb: Path, tmp_path: Path) -> None:
+    main(["fit", "--config", str(REPO / "configs" / "train_ptb.yaml"), "--data.data_dir", str(tiny_ptb),
           "--data.init_args.batch_size", "4", "--data.init_args.eval_batch_size", "2",
           "--model.init_args.emb_size", "6", "--model.init_args.hidden_size", "6",
           "--model.init_args.genotype", "RNN_DARTS_V1",
@@ -204,6 +198,6 @@ def test_cli_train_ptb_on_a_mini_corpus(mini_ptb: Path, tmp_path: Path) -> None:
           "--trainer.default_root_dir", str(tmp_path / "runs")])
     run = tmp_path / "runs" / "lightning_logs" / "version_0"
     checkpoint = torch.load(next((run / "checkpoints").glob("*.ckpt")), weights_only=False)
-    assert checkpoint["hyper_parameters"]["num_tokens"] == PTBDataModule(str(mini_ptb)).num_tokens  # linked
+    assert checkpoint["hyper_parameters"]["num_tokens"] == PTBDataModule(str(tiny_ptb)).num_tokens  # linked
     assert checkpoint["hyper_parameters"]["genotype"] == genotypes.to_dict(RNN_DARTS_V1)
     assert (run / "vocab.json").is_file()

@@ -105,6 +105,23 @@ def test_alpha_heatmap_prints_values_and_marks_the_derived_op() -> None:
         viz.plot_alpha_heatmap(probs[:, :5], PRIMITIVES)
 
 
+@pytest.mark.parametrize("label, reference", [("softmax(alpha)", None), ("sigmoid(alpha)", 0.5)])
+def test_alpha_heatmap_colours_show_a_near_uniform_epoch(label: str, reference: float | None) -> None:
+    # The first epochs of a search: every value within 1e-4 of the undecided one (1/8, or 0.5 for sigmoids).
+    centre = 1 / len(PRIMITIVES) if reference is None else reference
+    probs = centre + 1e-4 * np.random.default_rng(0).standard_normal((14, len(PRIMITIVES)))
+    fig = viz.plot_alpha_heatmap(probs, PRIMITIVES, title="epoch 0", label=label, reference=reference)
+    ax, bar = fig.axes
+    colours = np.asarray(ax.images[0].norm(probs))  # (edges, ops), positions on the colour map
+    assert colours.min() == pytest.approx(0.0) and colours.max() == pytest.approx(1.0)  # the whole scale is used
+    assert float(ax.images[0].norm(centre)) == pytest.approx(0.5)  # undecided is the map's white middle
+    rgb = ax.images[0].to_rgba(probs)[..., :3]  # (edges, ops, 3)
+    assert np.ptp(rgb.reshape(-1, 3), axis=0).max() > 0.5  # visibly different colours, not one flat tint
+    assert bar.get_ylabel() == f"{label} (white: {centre:.3g})"
+    exact = viz.plot_alpha_heatmap(np.full((2, 3), 1 / 3), ["a", "b", "c"])  # alpha_init zeros: exactly uniform
+    assert float(exact.axes[0].images[0].norm(1 / 3)) == pytest.approx(0.5)
+
+
 # ----------------------------------------------------------------------------------------- the command
 def test_console_script_is_declared() -> None:
     scripts = (REPO / "pyproject.toml").read_text().split("[project.scripts]")[1].split("\n[")[0]

@@ -1,14 +1,14 @@
 """``ArchitectureMonitor``: where the alphas are going, every search epoch, in every logger and on disk.
 
-After each training epoch it reads ``space.edge_probs()`` (softmax(alpha), ``{cell type: (edges, ops)}``)
-and the derived genotype of the module's search space, and logs:
+After each training epoch it reads ``space.edge_probs()`` (``{cell type: (edges, ops)}``, the probabilities of
+the space's relaxation: softmax(alpha) in DARTS, sigmoid(alpha) in FairDARTS; ``space.relaxation.label``
+names them) and the derived genotype of the module's search space, and logs:
 
 =====================================================  ==========================================================
 key                                                    what
 =====================================================  ==========================================================
 ``alpha/<cell>/edge_<NN>/<op>``                        probability of ``op`` on edge ``NN`` (every logger)
-``alpha_entropy/<cell>``                               mean entropy of the edges' distributions, in nats;
-                                                       ``log(num ops)`` is uniform, 0 is one-hot (every logger)
+``alpha_entropy/<cell>``                               how undecided the cell is, in nats (every logger; below)
 ``collapse/normal/num_skip_connect``                   skip connections in the derived normal cell (every logger)
 ``collapse/normal/num_parameter_free``                 skip connections and pooling ops in it (every logger)
 ``alpha_heatmap/<cell>``                               heatmap image, edges × ops, values printed (W&B, TensorBoard)
@@ -21,13 +21,28 @@ for recurrent ones. ``NN`` is the edge's row in the alpha matrix, zero-padded; t
 (``c_{k-2}->0``...) is in the table, the heatmap and the history file. The ``collapse/*`` keys exist for
 convolutional genotypes only.
 
+``alpha_entropy/<cell>`` depends on what the relaxation's probabilities are (:func:`alpha_entropy`):
+
+* probabilities that sum to one over an edge (``relaxation.normalized``: softmax, GDAS, DrNAS): the entropy
+  of each edge's distribution over ops, averaged over edges; ``log(num ops)`` is uniform, 0 is one-hot;
+* independent weights in [0, 1] (FairDARTS's sigmoid): the binary entropy of each weight, averaged over edges
+  and ops; ``log 2`` (0.693) is every weight at 0.5, 0 is every weight at 0 or 1.
+
+Everything is logged at the step of the search iteration that ended the epoch (see
+:func:`darts_pl.callbacks.media.log_step`), the step of that epoch's losses, so heatmaps and tables line up
+with the loss curves. The heatmaps are coloured by the distance from the undecided value (1 / num ops, or 0.5
+for independent weights), stretched to each figure's range, with a colour bar.
+
 Every run, with any logger or none, also gets the alpha history in its run directory, rewritten
 atomically after each epoch, readable with numpy and json alone:
 
 * ``alpha_history.npz``: ``epochs`` (T,), ``global_steps`` (T,), and one float32 array per cell type,
-  ``(T, edges, ops)``;
+  ``(T, edges, ops)``; and ``meta``, the JSON text below, so the ``.npz`` alone is one consistent unit;
 * ``alpha_history.json``: ``cell_types``, ``primitives`` (column names), ``edge_labels`` (row names),
-  ``epochs``, ``shapes``.
+  ``epochs``, ``shapes`` (a copy written after the ``.npz``; a kill in between leaves it one epoch behind).
+
+``alpha_history.json`` also names what the arrays hold: ``relaxation`` is ``{"name", "label", "normalized"}``
+(``{"name": "Softmax", "label": "softmax(alpha)", "normalized": true}`` for DARTS).
 
 Example::
 
@@ -38,7 +53,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +64,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from darts_pl.atomic import atomic_open
 from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
@@ -60,6 +75,33 @@ HISTORY_ARRAYS = "alpha_history.npz"
 HISTORY_META = "alpha_history.json"
 FORMAT = "darts_pl.alpha_history/1"
 CHECKPOINT_KEY = "darts_pl.alpha_history"
+SOFTMAX = {"name": "Softmax", "label": "softmax(alpha)", "normalized": True}
+"""What ``relaxation`` is for a history or space that does not say (DARTS's softmax)."""
+
+
+def relaxation_of(space: Any) -> dict[str, Any]:
+    """``{"name", "label", "normalized"}`` of a search space's relaxation (softmax when it has none)."""
+    relaxation = getattr(space, "relaxation", None)
+    if relaxation is None:
+        return dict(SOFTMAX)
+    return {"name": type(relaxation).__name__, "label": str(getattr(relaxation, "label", SOFTMAX["label"])),
+            "normalized": bool(getattr(relaxation, "normalized", True))}
+
+
+def alpha_entropy(probs: torch.Tensor, normalized: bool = True) -> float:
+    """How undecided one cell type's ``(edges, ops)`` probabilities are, in nats (the module docstring says
+    what 0 and the maximum mean).
+
+    Args:
+        probs: The relaxation's probabilities, ``(edges, ops)``.
+        normalized: Each edge's probabilities sum to one: mean over edges of their entropy. Otherwise every
+            value is its own Bernoulli probability: mean over edges and ops of its binary entropy.
+    """
+    p = probs.double()
+    if normalized:
+        return float(-(p * p.clamp_min(1e-30).log()).sum(-1).mean())
+    p = p.clamp(0.0, 1.0)
+    return float(-(p * p.clamp_min(1e-30).log() + (1 - p) * (1 - p).clamp_min(1e-30).log()).mean())
 
 
 class AlphaHistory:
@@ -68,11 +110,15 @@ class AlphaHistory:
     Args:
         primitives: Op names (columns).
         edge_labels: Edge names (rows).
+        relaxation: What the probabilities are, ``{"name", "label", "normalized"}`` (:func:`relaxation_of`);
+            DARTS's softmax when omitted.
     """
 
-    def __init__(self, primitives: Sequence[str], edge_labels: Sequence[str]) -> None:
+    def __init__(self, primitives: Sequence[str], edge_labels: Sequence[str],
+                 relaxation: Mapping[str, Any] | None = None) -> None:
         self.primitives = list(primitives)
         self.edge_labels = list(edge_labels)
+        self.relaxation = dict(relaxation) if relaxation else dict(SOFTMAX)
         self.epochs: list[int] = []
         self.global_steps: list[int] = []
         self.probs: dict[str, list[np.ndarray]] = {}
@@ -121,46 +167,47 @@ class AlphaHistory:
             "edge_labels": self.edge_labels,
             "epochs": self.epochs,
             "shapes": {cell: list(arrays[cell].shape) for cell in self.probs},
-            "description": "softmax(alpha) after each training epoch; "
+            "relaxation": self.relaxation,
+            "description": f"{self.relaxation['label']} after each training epoch; "
                            f"{HISTORY_ARRAYS}[cell][i, edge, op] belongs to epochs[i].",
         }
 
     def save(self, directory: str | os.PathLike[str]) -> tuple[Path, Path]:
-        """Write both files atomically (arrays first: a reader that trusts the .npz never sees a mix)."""
+        """Write both files, the ``.npz`` as the unit of truth.
+
+        The ``.npz`` holds the arrays and, under ``meta``, the JSON metadata: one atomic rename publishes
+        both together. ``alpha_history.json`` is a readable copy of that metadata written next; after a kill
+        between the two renames it can lag one epoch behind, and ``load`` then reads the ``.npz``'s own.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{HISTORY_ARRAYS}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **self.arrays())
-            os.replace(tmp, directory / HISTORY_ARRAYS)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        meta = atomic_write_text(directory / HISTORY_META, json.dumps(self.metadata(), indent=1) + "\n")
-        return directory / HISTORY_ARRAYS, meta
+        meta = json.dumps(self.metadata(), indent=1) + "\n"
+        with atomic_open(directory / HISTORY_ARRAYS, "wb") as handle:
+            np.savez(handle, meta=np.array(meta), **self.arrays())
+        return directory / HISTORY_ARRAYS, atomic_write_text(directory / HISTORY_META, meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> AlphaHistory:
-        """Read the files ``save`` wrote."""
+        """Read the files ``save`` wrote (the metadata inside the ``.npz`` wins over the ``.json`` copy)."""
         directory = Path(directory)
-        meta = json.loads((directory / HISTORY_META).read_text())
-        history = cls(meta["primitives"], meta["edge_labels"])
         with np.load(directory / HISTORY_ARRAYS) as arrays:
+            text = str(arrays["meta"]) if "meta" in arrays.files else (directory / HISTORY_META).read_text()
+            meta = json.loads(text)
+            history = cls(meta["primitives"], meta["edge_labels"])
             history.epochs = arrays["epochs"].tolist()
             history.global_steps = arrays["global_steps"].tolist()
             history.probs = {cell: list(arrays[cell]) for cell in meta["cell_types"]}
         return history
 
     def state_dict(self) -> dict[str, Any]:
-        return {"primitives": self.primitives, "edge_labels": self.edge_labels, "epochs": self.epochs,
+        return {"primitives": self.primitives, "edge_labels": self.edge_labels, "relaxation": self.relaxation,
+                "epochs": self.epochs,
                 "global_steps": self.global_steps,
                 "probs": {cell: torch.from_numpy(array) for cell, array in self.arrays().items()
                           if cell in self.probs}}
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> AlphaHistory:
-        history = cls(state["primitives"], state["edge_labels"])
+        history = cls(state["primitives"], state["edge_labels"], state.get("relaxation"))
         history.epochs = [int(e) for e in state["epochs"]]
         history.global_steps = [int(s) for s in state["global_steps"]]
         history.probs = {cell: list(torch.as_tensor(value).numpy()) for cell, value in state["probs"].items()}
@@ -222,25 +269,27 @@ class ArchitectureMonitor(Callback):
         space = pl_module.space
         probs = {cell: p.detach().float().cpu() for cell, p in space.edge_probs().items()}  # {cell: (edges, ops)}
         primitives, labels = list(space.primitives), list(space.edge_labels())
+        relaxation = relaxation_of(space)
         genotype = space.genotype()
-        self._log_scalars(pl_module, probs, primitives, genotype)
+        self._log_scalars(pl_module, probs, primitives, genotype, relaxation)
         directory = Path(self.dirpath) if self.dirpath else run_dir(trainer)  # every rank: log_dir broadcasts
         if not trainer.is_global_zero:
             return
-        if self.history is None or (self.history.primitives, self.history.edge_labels) != (primitives, labels):
-            self.history = AlphaHistory(primitives, labels)
+        same = self.history is not None and (self.history.primitives, self.history.edge_labels,
+                                             self.history.relaxation) == (primitives, labels, relaxation)
+        if not same:
+            self.history = AlphaHistory(primitives, labels, relaxation)
         self.history.append(trainer.current_epoch, trainer.global_step, probs)
         self.history.save(directory)
         if self.log_media and media.wants_media(trainer):
-            self._log_media(trainer, probs, primitives, labels)
+            self._log_media(trainer, probs, primitives, labels, relaxation)
 
     def _log_scalars(self, pl_module: L.LightningModule, probs: dict[str, torch.Tensor], primitives: list[str],
-                     genotype: Any) -> None:
+                     genotype: Any, relaxation: dict[str, Any]) -> None:
         # Identical on every rank (alphas are synchronised), so every rank logs: monitors see the same values.
         metrics: dict[str, float] = {}
         for cell, p in probs.items():
-            entropy = -(p * p.clamp_min(1e-30).log()).sum(-1).mean()
-            metrics[f"alpha_entropy/{cell}"] = float(entropy)
+            metrics[f"alpha_entropy/{cell}"] = alpha_entropy(p, relaxation["normalized"])
             if self.log_scalars:
                 for (edge, op), value in np.ndenumerate(p.numpy()):
                     metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)
@@ -250,14 +299,16 @@ class ArchitectureMonitor(Callback):
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
     def _log_media(self, trainer: L.Trainer, probs: dict[str, torch.Tensor], primitives: list[str],
-                   labels: list[str]) -> None:
+                   labels: list[str], relaxation: dict[str, Any]) -> None:
         from darts_pl.viz import figure_to_array, plot_alpha_heatmap
 
         images = {}
+        label = relaxation["label"]
+        reference = None if relaxation["normalized"] else 0.5  # undecided: uniform, or each weight at 0.5
         for cell, p in probs.items():
-            title = f"{cell} cell, epoch {trainer.current_epoch}: softmax(alpha)"
-            images[f"alpha_heatmap/{cell}"] = figure_to_array(plot_alpha_heatmap(p.numpy(), primitives, labels,
-                                                                                 title=title))
+            title = f"{cell} cell, epoch {trainer.current_epoch} (iteration {media.iterations(trainer)}): {label}"
+            figure = plot_alpha_heatmap(p.numpy(), primitives, labels, title=title, label=label, reference=reference)
+            images[f"alpha_heatmap/{cell}"] = figure_to_array(figure)
             rows = [[edge, labels[edge], *map(float, row)] for edge, row in enumerate(p.tolist())]
             media.log_table(trainer, f"alpha_table/{cell}", ["edge", "label", *primitives], rows)
             media.log_histograms(trainer, {f"alpha_hist/{cell}/{op}": p[:, j].numpy()

@@ -13,7 +13,9 @@ Note:
 """
 from __future__ import annotations
 
+import itertools
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Literal
 
 import lightning as L
@@ -24,6 +26,24 @@ from darts_pl.errors import ConfigurationError
 
 Mode = Literal["search", "train"]
 
+
+def class_interleaved(targets: Sequence[int]) -> list[int]:
+    """Indices taking one example of each class in turn (classes in label order, examples in file order).
+
+    Evaluation loaders read their set in this order: ``limit_val_batches`` (``configs/debug.yaml``) evaluates
+    a prefix of the loader, and on a folder sorted by class the first batches would all be one class.
+    """
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(targets):
+        by_class.setdefault(int(label), []).append(index)
+    rounds = itertools.zip_longest(*(by_class[label] for label in sorted(by_class)))
+    return [index for row in rounds for index in row if index is not None]
+
+
+def evaluation_order(dataset: Dataset) -> Dataset:
+    """``dataset`` read class by class in turn when it knows its labels (``targets``), else as it is."""
+    targets = getattr(dataset, "targets", None)
+    return Subset(dataset, class_interleaved(targets)) if targets is not None else dataset
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -51,6 +71,12 @@ class ClassificationDataModule(L.LightningDataModule):
                              "(0.5 splits the training set in two halves, as the paper does).")
         if batch_size < 1:
             raise ConfigurationError(f"{type(self).__name__}: batch_size={batch_size} must be >= 1.")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ConfigurationError(f"{type(self).__name__}: eval_batch_size={eval_batch_size} must be >= 1, or null "
+                                     "to use batch_size.")
+        if num_workers < 0:
+            raise ConfigurationError(f"{type(self).__name__}: num_workers={num_workers} must be >= 0 (0 loads in the "
+                                     "main process).")
         self.mode = mode
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -108,10 +134,10 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        if self.mode == "search":
+        if self.mode == "search":  # a seeded permutation already: every prefix mixes the classes
             return self._loader(Subset(self._train_plain, self.search_indices()[1]), train=False)
-        return self._loader(self._test, train=False)
+        return self._loader(evaluation_order(self._test), train=False)
 
     def test_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self._test if self._test is not None else self._train_plain, train=False)
+        return self._loader(evaluation_order(self._test if self._test is not None else self._train_plain), train=False)

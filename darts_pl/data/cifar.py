@@ -9,8 +9,8 @@ from torchvision import transforms as T
 from torchvision.datasets import CIFAR10
 
 from darts_pl.data.base import ClassificationDataModule, Mode
-from darts_pl.data.transforms import Cutout
-from darts_pl.errors import ConfigurationError, DataNotFoundError
+from darts_pl.data.transforms import Cutout, check_cutout_length
+from darts_pl.errors import DataNotFoundError
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -37,9 +37,7 @@ class CIFAR10DataModule(ClassificationDataModule):
                  num_workers: int = 0, seed: int = 0, cutout_length: int = 0) -> None:
         super().__init__(mode=mode, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          train_portion=train_portion, num_workers=num_workers, seed=seed)
-        if cutout_length < 0:
-            raise ConfigurationError(
-                f"CIFAR10DataModule: cutout_length={cutout_length} must be >= 0 (0 disables cutout).")
+        check_cutout_length("CIFAR10DataModule", cutout_length)
         self.data_dir = data_dir
         self.download = download
         self.cutout_length = cutout_length

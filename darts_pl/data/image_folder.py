@@ -3,21 +3,32 @@
 Layout: ``data_dir/<class>/*.jpg`` (search only), or ``data_dir/train/<class>/*`` with
 ``data_dir/val/<class>/*`` (or ``test/``) for search and training. An unreadable or corrupt image stops
 the run with an error naming the file (it is not skipped: a silently smaller dataset changes the split).
+
+The augmentation is the CIFAR-10 recipe's at ``image_size`` (random crop with padding ``image_size / 8``,
+horizontal flip, normalisation, optional cutout), so ``--data darts_pl.data.ImageFolderDataModule``
+keeps a CIFAR-10 config's recipe; the normalisation is computed from the training images unless given.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
 from darts_pl.data.base import ClassificationDataModule, Mode
+from darts_pl.data.transforms import Cutout, check_cutout_length
 from darts_pl.errors import ConfigurationError, DataNotFoundError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+STATISTICS_SAMPLE = 10_000
+"""Most training images read to compute the normalisation (a seeded sample; all of them when fewer)."""
+
+Triple = tuple[float, float, float]
 
 LAYOUT = """expected layout:
   DATA_DIR/train/<class_a>/xxx.jpg   (or DATA_DIR/<class_a>/xxx.jpg for search only)
@@ -41,6 +52,24 @@ def load_image(path: str) -> Image.Image:
         raise DataNotFoundError(f"cannot read image {path!r} ({err}); remove or replace the file.") from None
 
 
+def channel_statistics(dataset: Dataset, seed: int, num_workers: int = 0) -> tuple[Triple, Triple]:
+    """Per-channel mean and standard deviation over every pixel of (a seeded sample of) ``dataset``'s
+    images as ``(C, H, W)`` tensors in [0, 1], as CIFAR-10's published constants are computed."""
+    count = min(len(dataset), STATISTICS_SAMPLE)  # type: ignore[arg-type]
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]  # type: ignore[arg-type]
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    pixels = 0
+    for x, _ in DataLoader(Subset(dataset, order.tolist()), batch_size=256, num_workers=num_workers):
+        x = x.double().transpose(0, 1).flatten(1)  # (C, N·H·W)
+        total += x.sum(1)
+        squares += x.pow(2).sum(1)
+        pixels += x.size(1)
+    mean = total / pixels
+    std = (squares / pixels - mean.pow(2)).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())  # type: ignore[return-value]
+
+
 def image_folder(root: Path, transform: T.Compose, setting: str) -> ImageFolder:
     """torchvision's ImageFolder, with an error that shows the expected layout."""
     try:
@@ -50,29 +79,38 @@ def image_folder(root: Path, transform: T.Compose, setting: str) -> ImageFolder:
 
 
 class ImageFolderDataModule(ClassificationDataModule):
-    """Images in class folders, resized to ``image_size``; augmentation: random crop with padding, flip.
+    """Images in class folders, resized to ``image_size``, with the CIFAR-10 augmentation (module docstring).
 
     Args:
         data_dir: Root of the image folders (see the module docstring for the layout).
         image_size: Side the images are resized to (32 searches like CIFAR-10).
-        mean: Per-channel normalisation mean (ImageNet's by default).
-        std: Per-channel normalisation std.
+        cutout_length: Side of the cutout square of the training images (16 in the paper's CIFAR-10
+            training recipe; 0 disables it, as in the search).
+        mean: Per-channel normalisation mean; computed from the training images when omitted (at most
+            ``STATISTICS_SAMPLE`` of them, seeded by ``seed``), e.g. ImageNet's ``[0.485, 0.456, 0.406]``.
+        std: Per-channel normalisation standard deviation; computed with the mean when omitted.
         mode, batch_size, eval_batch_size, train_portion, num_workers, seed: See
             :class:`~darts_pl.data.base.ClassificationDataModule`.
     """
 
     def __init__(self, data_dir: str, image_size: int = 32, mode: Mode = "search", batch_size: int = 64,
                  eval_batch_size: int | None = None, train_portion: float = 0.5, num_workers: int = 0,
-                 seed: int = 0, mean: tuple[float, float, float] = IMAGENET_MEAN,
-                 std: tuple[float, float, float] = IMAGENET_STD) -> None:
+                 seed: int = 0, mean: Triple | None = None, std: Triple | None = None, cutout_length: int = 0) -> None:
         super().__init__(mode=mode, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          train_portion=train_portion, num_workers=num_workers, seed=seed)
         if image_size < 8:
             raise ConfigurationError(f"ImageFolderDataModule: image_size={image_size} must be >= 8.")
+        if (mean is None) != (std is None):
+            raise ConfigurationError(f"ImageFolderDataModule: mean={mean} and std={std}: give both, or neither to "
+                                     "compute them from the training images.")
+        if std is not None and min(std) <= 0:
+            raise ConfigurationError(f"ImageFolderDataModule: std={std} must be positive in every channel.")
+        check_cutout_length("ImageFolderDataModule", cutout_length)
         self.data_dir = data_dir
         self.image_size = image_size
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.in_channels = len(self.mean)
+        self.cutout_length = cutout_length
+        self.mean = tuple(mean) if mean is not None else None
+        self.std = tuple(std) if std is not None else None
         self.classes: list[str] = []
 
     def _roots(self) -> tuple[Path, Path | None]:
@@ -82,13 +120,24 @@ class ImageFolderDataModule(ClassificationDataModule):
         train = find_split(root, ("train",)) or root
         return train, find_split(root, ("val", "test"))
 
-    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset | None]:
-        train_root, test_root = self._roots()
+    def transforms(self) -> tuple[T.Compose, T.Compose]:
+        """(training, evaluation) transforms; the normalisation must be known (given or computed at setup)."""
         size = self.image_size
         normalize = [T.ToTensor(), T.Normalize(self.mean, self.std)]
-        train_tf = T.Compose([T.Resize((size, size)), T.RandomCrop(size, padding=size // 8),
-                              T.RandomHorizontalFlip(), *normalize])
-        eval_tf = T.Compose([T.Resize((size, size)), *normalize])
+        train = [T.Resize((size, size)), T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip(), *normalize]
+        if self.cutout_length:
+            train.append(Cutout(self.cutout_length))
+        return T.Compose(train), T.Compose([T.Resize((size, size)), *normalize])
+
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset | None]:
+        train_root, test_root = self._roots()
+        if self.mean is None:
+            size = self.image_size
+            plain = image_folder(train_root, T.Compose([T.Resize((size, size)), T.ToTensor()]), "--data.data_dir")
+            self.mean, self.std = channel_statistics(plain, self.seed, self.num_workers)
+            rank_zero_info(f"ImageFolderDataModule: normalisation from {min(len(plain), STATISTICS_SAMPLE)} training "
+                           f"images: mean={[round(m, 4) for m in self.mean]}, std={[round(s, 4) for s in self.std]}")
+        train_tf, eval_tf = self.transforms()
         train_aug = image_folder(train_root, train_tf, "--data.data_dir")
         train_plain = image_folder(train_root, eval_tf, "--data.data_dir")
         test = image_folder(test_root, eval_tf, "--data.data_dir") if test_root else None

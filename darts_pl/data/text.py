@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -119,9 +120,14 @@ def first_difference(a: Sequence[str], b: Sequence[str]) -> str:
 
 # ----------------------------------------------------------------------------------------- corpus
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
-    """The lines of a token file (UTF-8, universal newlines, as AWD-LSTM opens it)."""
-    with open(path, encoding="utf-8") as handle:
-        return handle.readlines()
+    """The lines of a token file (UTF-8, universal newlines, as AWD-LSTM opens it); a file that cannot be
+    read as UTF-8 text is a :class:`DataNotFoundError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataNotFoundError(f"cannot read the token file {str(path)!r} as UTF-8 text ({type(err).__name__}: "
+                                f"{err}); replace it with the corpus' token file.") from None
 
 
 def tokenize(lines: Iterable[str], dictionary: Dictionary, *, grow: bool, where: str) -> torch.Tensor:
@@ -271,18 +277,39 @@ def _local_corpus(paths: tuple[str, ...], stamps: tuple[tuple[int, int], ...], v
 
 
 @functools.lru_cache(maxsize=2)
-def _hub_corpus(dataset: str, config: str | None, kwargs_json: str, vocab_path: str | None) -> Corpus:
+def _hub_corpus(dataset: str, config: str | None, kwargs_json: str, vocab_path: str | None, local_files: str) -> Corpus:
     try:
         import datasets
     except ImportError:
-        raise ConfigurationError("source='hub' needs the `datasets` package: pip install 'darts_pl[text]' "
-                          "(or datasets), or use source='local' with data_dir.") from None
-    loaded = datasets.load_dataset(dataset, config, **json.loads(kwargs_json))
+        raise ConfigurationError("--data.source hub needs the `datasets` package: pip install 'darts_pl[text]' (or "
+                                 f"datasets), or use --data.source local with --data.data_dir holding {local_files}."
+                                 ) from None
+    kwargs = json.loads(kwargs_json)
+    # The hub client logs a warning per failed request; the one error line below says it all.
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
+    try:
+        loaded = datasets.load_dataset(dataset, config, **kwargs)
+    except Exception as err:  # any loader failure is a data problem: offline, unknown name, missing files...
+        reason = (str(err).strip().splitlines() or [""])[0][:300]
+        raise DataNotFoundError(
+            f"--data.source hub: datasets.load_dataset({dataset!r}, {config!r}"
+            f"{''.join(f', {k}={v!r}' for k, v in kwargs.items())}) failed ({type(err).__name__}: {reason}). "
+            "Run once with network access to fill the Hugging Face cache (or set --data.hub_kwargs "
+            f"'{{cache_dir: DIR}}' to a filled cache), or use --data.source local with --data.data_dir holding "
+            f"{local_files}.") from None
+    finally:
+        hub_log.setLevel(level)
     lines = {}
     for split, hub_split in HUB_SPLITS.items():
         if hub_split not in loaded:
-            raise DataNotFoundError(f"Hub dataset {dataset!r} ({config}) has no {hub_split!r} split (it has "
-                              f"{', '.join(loaded)}); use a dataset with train/validation/test splits.")
+            raise DataNotFoundError(f"--data.source hub: dataset {dataset!r} ({config}) has no {hub_split!r} split "
+                                    f"(it has {', '.join(loaded)}); use a dataset with train/validation/test splits.")
+        if "text" not in loaded[hub_split].column_names:
+            raise DataNotFoundError(f"--data.source hub: the {hub_split!r} split of {dataset!r} ({config}) has no "
+                                    f"'text' column (it has {loaded[hub_split].column_names}); use a dataset whose "
+                                    "rows are the lines of the token files.")
         lines[split] = loaded[hub_split]["text"]
     dictionary = Dictionary.load(vocab_path) if vocab_path else None
     return Corpus(lines, dictionary, sources={s: f"{s} split of {dataset} ({config})" for s in SPLITS})
@@ -550,5 +577,5 @@ class WikiText2DataModule(TextDataModule):
         if self.source == "local":
             return super().load_corpus()
         kwargs_json = json.dumps(self.hub_kwargs, sort_keys=True, default=str)
-        return _hub_corpus(self.hub_dataset, self.hub_config, kwargs_json, self.vocab_path)
+        return _hub_corpus(self.hub_dataset, self.hub_config, kwargs_json, self.vocab_path, self._expected())
 

@@ -32,3 +32,10 @@ class Cutout:
 
     def __repr__(self) -> str:
         return f"Cutout(length={self.length})"
+
+
+def check_cutout_length(owner: str, cutout_length: int) -> None:
+    """Refuse a negative ``cutout_length`` of a data module (0 disables cutout)."""
+    if cutout_length < 0:
+        raise ConfigurationError(f"{owner}: cutout_length={cutout_length} must be >= 0 (0 disables cutout; 16 in the "
+                                 "paper's CIFAR-10 training recipe).")

@@ -24,8 +24,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
-from darts_pl.distributed import broadcast_, configure_cpu_threads
-from darts_pl.errors import ConfigurationError, NonFiniteError, check_finite
+from darts_pl.callbacks.media import iterations
+from darts_pl.distributed import allow_unused_parameters, broadcast_, configure_cpu_threads
+from darts_pl.errors import ConfigurationError, FiniteChecks, NonFiniteError
 from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.schedules import Schedule
 from darts_pl.search.base import LossOutput, SearchSpace
@@ -36,6 +37,16 @@ from darts_pl.strategies.regularizers import ArchRegularizer
 
 SCHEDULE_KEY = "darts_pl.schedules"
 PERTURBATION_KEY = "darts_pl.perturbation"
+PARTS = ("space", "strategy", "weight_optimizer", "arch_optimizer", "weight_scheduler", "regularizers",
+         "perturbation", "schedules")
+"""Constructor arguments that are objects (modules, optimizer factories), not plain settings."""
+
+
+def _built_by_cli() -> bool:
+    """Whether LightningCLI is building this module: it then hands ``save_hyperparameters`` the resolved config."""
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+    return _given_hyperparameters.get() is not None
 
 
 def _sgd(params: Any) -> torch.optim.Optimizer:
@@ -61,7 +72,12 @@ class LitSearch(ResumableRNG):
         warmup_epochs: Epochs of weight steps only before alpha steps begin (0 in the paper).
         nonfinite: What a NaN/inf loss, gradient or alpha does: ``"stop"`` the run with a message naming
             the step and the phase (the last checkpoint stays as it was), or ``"skip"`` the batch's
-            remaining optimizer steps (counted in ``nonfinite/skipped``).
+            remaining optimizer steps (counted in ``nonfinite/skipped``). Skipping never lets a non-finite
+            value into the model: a skipped batch's batch-norm statistics are rolled back, and a step whose
+            result is non-finite (weights, alphas or optimizer state) stops the run in either mode. Each
+            phase is checked once, with one host sync, agreed over all ranks under DDP.
+        max_consecutive_skips: With ``nonfinite="skip"``, the batches in a row that may be skipped; one more
+            stops the run as ``"stop"`` would (a model that fails every batch is not recovering).
         regularizers: Terms of the architecture alone added to the alpha loss (β-decay, zero-one, Dirichlet).
         perturbation: Edge weights for the weight step (SDARTS's random or adversarial perturbation); none
             trains the weights at the relaxation's edge weights, as DARTS does.
@@ -86,11 +102,17 @@ class LitSearch(ResumableRNG):
         grad_clip: float | None = 5.0,
         warmup_epochs: int = 0,
         nonfinite: Literal["stop", "skip"] = "stop",
+        max_consecutive_skips: int = 5,
         regularizers: list[ArchRegularizer] | None = None,
         perturbation: ArchPerturbation | None = None,
         schedules: list[Schedule] | None = None,
     ) -> None:
         super().__init__()
+        # A checkpoint says how to rebuild its module. Built by darts-pl (LightningCLI), the hyperparameters are
+        # the resolved config: class paths and init args of every part, so load_from_checkpoint(path) needs
+        # nothing else. Built in Python, the parts are objects that no config describes: only the plain
+        # settings are kept, and load_from_checkpoint takes the parts as arguments.
+        self.save_hyperparameters(ignore=None if _built_by_cli() else list(PARTS))
         if grad_clip is not None and grad_clip <= 0:
             raise ConfigurationError(f"LitSearch: grad_clip={grad_clip} must be > 0, or null to disable clipping.")
         if warmup_epochs < 0:
@@ -106,6 +128,10 @@ class LitSearch(ResumableRNG):
         if nonfinite not in ("stop", "skip"):
             raise ConfigurationError(f"LitSearch: nonfinite={nonfinite!r}; use 'stop' or 'skip'.")
         self.nonfinite = nonfinite
+        if max_consecutive_skips < 0:
+            raise ConfigurationError(f"LitSearch: max_consecutive_skips={max_consecutive_skips} must be >= 0.")
+        self.max_consecutive_skips = max_consecutive_skips
+        self.consecutive_skips = 0
         self.regularizers = list(regularizers or [])
         self.perturbation = perturbation
         self.schedules = list(schedules or [])
@@ -124,6 +150,26 @@ class LitSearch(ResumableRNG):
             f"{split}_{name}": MeanMetric() for split in ("train", "arch", "val") for name in ("loss", "acc")
         })
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> LitSearch:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``. A checkpoint written by ``darts-pl`` carries its config, so the
+        path is enough; one of a module built in Python keeps only the plain settings, so pass its parts
+        (``space=...``, and ``strategy=...``, the optimizers... to train it further).
+
+        Raises:
+            ConfigurationError: The checkpoint describes no search space and ``space`` is not given.
+        """
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except TypeError as err:
+            if "'space'" not in str(err):
+                raise
+            raise ConfigurationError(
+                f"LitSearch.load_from_checkpoint({str(checkpoint_path)!r}): the checkpoint comes from a LitSearch "
+                "built in Python, so it does not say how to build the search space; pass it, e.g. "
+                "LitSearch.load_from_checkpoint(path, space=CNNSearchSpace(...)) (runs of darts-pl need only the path)."
+            ) from None
+
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> Any:
         weight_opt = self.weight_optimizer(self.space.weight_parameters())
@@ -134,6 +180,8 @@ class LitSearch(ResumableRNG):
 
     def setup(self, stage: str) -> None:
         configure_cpu_threads(self.trainer)
+        if getattr(self.space, "edge", None) is not None and self.space.edge.needs_index:
+            allow_unused_parameters(self.trainer)  # ops not sampled in a step get no gradient
 
     def on_fit_start(self) -> None:
         broadcast_(self.space.arch_parameters())  # DDP syncs the weights at wrap time, not the ignored alphas
@@ -164,32 +212,59 @@ class LitSearch(ResumableRNG):
         if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
             raise ConfigurationError("LitSearch needs batches {'train': ..., 'val': ...}; use a data module in "
                                      "search mode (e.g. --data.init_args.mode search).")
+        buffers = [b.detach().clone() for b in self.space.buffers()] if self.nonfinite == "skip" else None
         try:
             self._search_step(batch["train"], batch["val"])
+            self.consecutive_skips = 0
         except NonFiniteError as err:
-            where = f"epoch {self.current_epoch}, batch {batch_idx}, global step {self.global_step}"
-            if self.nonfinite == "stop":
-                raise NonFiniteError(
-                    f"{err} ({where}). Stopped; the last checkpoint is left as it was. Lower the learning "
-                    "rates or grad_clip, or set --model.init_args.nonfinite skip to skip such batches.") from None
-            self.skipped_batches += 1
-            for opt in self.optimizers():
-                opt.zero_grad(set_to_none=True)
-            rank_zero_warn(f"Skipped the rest of a batch: {err} ({where}); {self.skipped_batches} skipped so far.")
+            self._skip_or_stop(err, batch_idx, buffers)
         self.log("nonfinite/skipped", float(self.skipped_batches), on_step=False, on_epoch=True, reduce_fx="max")
 
+    def _skip_or_stop(self, err: NonFiniteError, batch_idx: int, buffers: list[torch.Tensor] | None) -> None:
+        """Skip the rest of the batch (restoring the batch-norm statistics its forwards changed), or stop."""
+        where = f"epoch {self.current_epoch}, batch {batch_idx}, global step {self.global_step}"
+        self.consecutive_skips += 1
+        reason = ""
+        if self.nonfinite == "skip" and self.consecutive_skips > self.max_consecutive_skips:
+            reason = (f"; {self.consecutive_skips} batches in a row failed "
+                      f"(max_consecutive_skips={self.max_consecutive_skips})")
+        elif self.nonfinite == "skip" and not err.recoverable:
+            reason = "; the step itself made the model non-finite, which skipping cannot repair"
+        if self.nonfinite == "stop" or reason:
+            raise NonFiniteError(
+                f"{err} ({where}){reason}. Stopped; the last checkpoint is left as it was. Lower the learning "
+                "rates or grad_clip, or set --model.init_args.nonfinite skip to skip such batches.",
+                recoverable=False) from None
+        self.skipped_batches += 1
+        for opt in self.optimizers():
+            opt.zero_grad(set_to_none=True)
+        if buffers is not None:
+            with torch.no_grad():
+                for buffer, saved in zip(self.space.buffers(), buffers):
+                    buffer.copy_(saved)
+        rank_zero_warn(f"Skipped the rest of a batch: {err} ({where}); {self.skipped_batches} skipped so far.")
+
     def _search_step(self, train_batch: Any, val_batch: Any) -> None:
+        # Each phase's values are checked together when its FiniteChecks block ends: one host sync (and one
+        # all-reduce under DDP) per phase, before its optimizer steps, so every rank skips or stops alike.
         weight_opt, arch_opt = self.optimizers()
+        skip = self.nonfinite == "skip"
         with _scaled_lr(weight_opt.optimizer, self.space.lr_scale(train_batch)):
             # Phase 1: alpha step on the val batch.
             if self.current_epoch >= self.warmup_epochs:
                 arch_opt.zero_grad(set_to_none=True)
-                step = self.strategy.arch_gradients(self.space, train_batch, val_batch,
-                                                    weight_opt.optimizer, self.grad_clip)
-                check_finite(step.val.loss, "validation loss", "alpha step")
-                grads = self._add_regularizers(step.grads)
+                with FiniteChecks("alpha step") as checks:  # also collects the strategy's check_finite calls
+                    if skip:  # the previous weight step's result; in stop mode the next loss shows it
+                        checks.add_all(_model_state(weight_opt.optimizer), "weights or their optimizer state "
+                                       "after the previous weight step", recoverable=False)
+                    step = self.strategy.arch_gradients(self.space, train_batch, val_batch,
+                                                        weight_opt.optimizer, self.grad_clip)
+                    checks.add(step.val.loss, "validation loss")
+                    grads = self._add_regularizers(step.grads)
+                    checks.add_all(grads, "alpha gradient")
+                    if skip:
+                        checks.add_all(self.space.buffers(), "batch-norm statistics")
                 for alpha, grad in zip(self.space.arch_parameters(), grads):
-                    check_finite(grad, "alpha gradient", "alpha step")
                     alpha.grad = grad  # already averaged over ranks by the strategy
                 arch_opt.step()
                 self.space.commit("val")
@@ -197,18 +272,28 @@ class LitSearch(ResumableRNG):
 
             # Phase 2: weight step on the train batch; backward into the weights only.
             weight_opt.zero_grad(set_to_none=True)
-            out = self._weight_loss(train_batch)
-            check_finite(out.loss, "training loss", "weight step")
-            weights = self.space.weight_parameters()
-            self.manual_backward(out.loss, inputs=weights)
-            grads = [w.grad for w in weights if w.grad is not None]
-            check_finite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))), "weight gradient norm",
-                         "weight step")
+            with FiniteChecks("weight step") as checks:
+                # The alpha step's result (a few small tensors): genotypes and files never see a NaN alpha.
+                checks.add_all(_model_state(arch_opt.optimizer), "alphas or their optimizer state after the "
+                               "alpha step", recoverable=False)
+                out = self._weight_loss(train_batch)
+                checks.add(out.loss, "training loss")
+                weights = self.space.weight_parameters()
+                self.manual_backward(out.loss, inputs=weights)
+                grads = [w.grad for w in weights if w.grad is not None]
+                checks.add(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))), "weight gradient norm")
+                if skip:
+                    checks.add_all(self.space.buffers(), "batch-norm statistics")
             if self.grad_clip is not None:
                 self.clip_gradients(weight_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
             weight_opt.step()
             self.space.commit("train")
         self._update_metrics("train", out._replace(loss=out.loss.detach()))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Search iterations so far, for checkpoint names ("{iteration}"): trainer.global_step counts the
+        # optimizer steps, two per iteration (one in warm-up epochs). Not sent to the loggers: their x axis is it.
+        self.log("iteration", float(iterations(self.trainer)), on_step=True, on_epoch=False, logger=False)
 
     def _add_regularizers(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """Add the gradients of the architecture-only terms of the alpha loss (the same on every rank)."""
@@ -250,6 +335,8 @@ class LitSearch(ResumableRNG):
     def _update_metrics(self, split: str, out: LossOutput) -> None:
         n = out.target.numel() if out.target is not None else 1
         self.metrics[f"{split}_loss"].update(out.loss.detach(), n)
+        if split != "val":  # the loggers get it every log_every_n_steps, the progress bar every iteration
+            self.log(f"{split}/loss_step", out.loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if out.preds is not None and out.target is not None and out.preds.dim() == out.target.dim() + 1:
             correct = (out.preds.argmax(-1) == out.target).float()
             self.metrics[f"{split}_acc"].update(correct.mean(), correct.numel())
@@ -266,6 +353,12 @@ class LitSearch(ResumableRNG):
         if acc.update_count:
             self.log(f"{prefix}/acc", acc.compute(), prog_bar=True)
             acc.reset()
+
+
+def _model_state(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters an optimizer steps and the tensors of its state (momentum buffers, Adam moments)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return params + [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import Genotype, GenotypeError, RNNGenotype, resolve, to_dict
-from darts_pl.ops import FactorizedReduce, ReLUConvBN, make_op
+from darts_pl.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, make_op
 
 GenotypeSpec = Genotype | str | os.PathLike[str] | Mapping[str, Any]
 
@@ -222,7 +222,7 @@ class NetworkCIFAR(_Network):
         c_prev, c_aux = self._build_cells(c_stem, c_stem, reduction_prev=False)
         if auxiliary:
             self.auxiliary_head = AuxiliaryHeadCIFAR(c_aux, num_classes)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
-from darts_pl.ops import FactorizedReduce, ReLUConvBN, make_op
+from darts_pl.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, make_op
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
 from darts_pl.search.derivation import Derivation
 from darts_pl.search.edges import Edge, MixedOp, WeightedSum
@@ -135,7 +135,7 @@ class CNNSearchSpace(SearchSpace):
                                          reduction_prev, self._primitives, self.edge))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
         num_edges = sum(2 + i for i in range(num_nodes))

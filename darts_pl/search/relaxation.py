@@ -91,16 +91,26 @@ class SeededNoise(nn.Module):
         super().__init__()
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self.eval_generator = torch.Generator().manual_seed(seed)
+
+    def train(self, mode: bool = True) -> SeededNoise:
+        # Evaluation draws from a generator of its own, restarted each time the model goes into eval mode: the
+        # search's sample stream does not depend on how many validation passes (a sanity check before a
+        # resumed run, say) came before, and every validation pass sees the same samples.
+        if self.training and not mode:
+            self.eval_generator.manual_seed(self.seed)
+        return super().train(mode)
 
     @contextlib.contextmanager
     def drawing(self) -> Iterator[None]:
         """Inside the block, the global CPU generator is this one (``torch.distributions`` samples from the
         global generator); outside, the global generator is as it was. Draw on the CPU, so every device
         gives the same numbers."""
+        generator = self.generator if self.training else self.eval_generator
         with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self.generator.get_state())
+            torch.set_rng_state(generator.get_state())
             yield
-            self.generator.set_state(torch.get_rng_state())
+            generator.set_state(torch.get_rng_state())
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"seed": self.seed, "generator": self.generator.get_state()}
@@ -108,6 +118,21 @@ class SeededNoise(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.seed = int(state["seed"])
         self.generator.set_state(state["generator"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A torch.Generator does not survive torch.multiprocessing's shared-memory pickling (DDP spawn):
+        # send its state as bytes.
+        state = dict(self.__dict__)
+        for name in ("generator", "eval_generator"):
+            state[name] = bytes(state[name].get_state().numpy())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in ("generator", "eval_generator"):
+            generator = torch.Generator()
+            generator.set_state(torch.frombuffer(bytearray(state[name]), dtype=torch.uint8))
+            state[name] = generator
+        self.__dict__.update(state)
 
 
 class Dirichlet(Relaxation):

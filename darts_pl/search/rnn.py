@@ -19,7 +19,14 @@ the middle of an epoch does not disturb the training streams.
 
 Notes (as in the original code, or deviations from it):
     * BatchNorm without affine parameters normalises s0 and every node during search, one BatchNorm
-      shared by all nodes, as in the original.
+      shared by all nodes, as in the original; unlike the original, it normalises with the statistics
+      of the batch in evaluation too (``track_running_stats=False``). The supernet's nodes sum all their
+      incoming edges, so without normalisation a node is about 1.5 times the size of the one before and
+      h_t, their mean, several times h_{t-1}: over a 35-step window the state grows by ~1e18. With
+      running statistics, evaluation normalises by estimates that never fit (initially none at all, so
+      an untrained supernet's validation loss was ~1e18, then NaN; later one running mean and variance
+      blended over s0, all eight nodes and every time step). Batch statistics make evaluation the same
+      function as the weight and alpha steps; evaluation therefore needs at least 2 streams a batch.
     * The mixed op is computed as ``P s_j + sigmoid(c) (sum_op p(op) op(h) - P s_j)`` with ``P`` the
       probability mass of the non-``none`` ops: the same value as the sum above, one highway per edge
       instead of one per op.
@@ -57,9 +64,16 @@ class SearchCell(HighwayCell):
     def __init__(self, emb_size: int, hidden_size: int, num_nodes: int, primitives: Sequence[str],
                  dropout_x: float, dropout_hidden: float) -> None:
         super().__init__(emb_size, hidden_size, num_nodes, dropout_x, dropout_hidden)
-        self.bn = nn.BatchNorm1d(hidden_size, affine=False)
+        # Batch statistics in evaluation too (see the module docstring): running ones explode the recurrence.
+        self.bn = nn.BatchNorm1d(hidden_size, affine=False, track_running_stats=False)
         self.columns = [k for k, name in enumerate(primitives) if name != "none"]  # alpha column of each op run
         self.activations = [get_activation(primitives[k]) for k in self.columns]
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Checkpoints written before evaluation used batch statistics hold running ones, which are unused now.
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            state_dict.pop(f"{prefix}bn.{name}", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def step(self, s0: torch.Tensor, h_mask: torch.Tensor | None, op_probs: torch.Tensor | None = None,
              **kwargs: Any) -> torch.Tensor:
@@ -160,6 +174,11 @@ class RNNSearchSpace(SearchSpace):
     # ------------------------------------------------------------------ objective
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
         inputs, target = batch["input"], batch["target"]  # (T, B) each
+        if inputs.size(1) < 2:
+            setting = "batch_size" if self.training else "eval_batch_size"
+            raise ConfigurationError(
+                f"RNNSearchSpace: a batch of 1 stream; the search cell normalises every node with the batch "
+                f"statistics of the streams, so it needs 2 or more: set --data.{setting} 2 or more.")
         key = stream if self.training else EVAL_PREFIX + stream
         weights = self.edge_weights()["recurrent"].weights
         op_probs = weights[:, self.network.cell.columns]  # (edges, ops run)

@@ -1,0 +1,181 @@
+"""The kill/fault matrix: a tiny quickstart search is killed, signalled, starved of disk and started twice at
+once; after each fault ``--ckpt_path last`` finishes it with the alphas of the uninterrupted run, and every
+file the run left is valid.
+
+Each fault is injected from outside the package: the search runs under a small harness (``HARNESS``) that
+wraps ``os.replace`` (the rename that publishes every file) or the training step, then calls ``main``.
+Runs go two at a time (one per core), each with one thread.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from darts_pl.callbacks.monitor import AlphaHistory
+from darts_pl.checkpoints import newest_checkpoint
+from darts_pl.genotypes import load
+
+from .conftest import REPO
+
+ARGS = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.max_epochs", "2",
+        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar",
+        "false", "--trainer.enable_model_summary", "false", "--trainer.deterministic", "true",
+        "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
+        "--data.init_args.batch_size", "16", "--trainer.callbacks", json.dumps([  # the quickstart's, without drawing
+            {"class_path": "darts_pl.callbacks.GenotypeCheckpoint", "init_args": {"diagrams": False}},
+            {"class_path": "darts_pl.callbacks.ArchitectureMonitor", "init_args": {"log_media": False}},
+            {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}])]
+
+HARNESS = r"""
+import os, signal, sys
+fault, target, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+seen = [0]
+if fault in ("SIGKILL", "ENOSPC"):  # at the nth rename onto a file named `target`: the file is written, not published
+    real = os.replace
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(os.fspath(dst)) == target:
+            seen[0] += 1
+            if seen[0] == nth and fault == "SIGKILL":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if seen[0] >= nth:
+                raise OSError(28, "No space left on device", os.fspath(dst))
+        return real(src, dst, *args, **kwargs)
+    os.replace = replace
+elif fault in ("SIGTERM", "SIGINT"):  # during batch `nth` of epoch `target`
+    from darts_pl.modules import LitSearch
+    step = LitSearch.training_step
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch == int(target) and batch_idx == nth:
+            os.kill(os.getpid(), getattr(signal, fault))
+        return step(self, batch, batch_idx)
+    LitSearch.training_step = training_step
+from darts_pl.cli import main
+main(sys.argv[4:])
+"""
+
+
+def run(root: Path, *extra: str, fault: tuple[str, str, int] = ("none", "", 0)) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-c", HARNESS, *map(str, fault), *ARGS, "--trainer.default_root_dir", str(root), *extra]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=root.parent)
+
+
+def in_parallel(*calls) -> list:
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def the_run(root: Path) -> Path:
+    runs = sorted((root / "lightning_logs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def final_alphas(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The alphas of the run's newest checkpoint (by content: resuming from the last epoch's checkpoint
+    trains nothing more, so that one may be newer than last.ckpt)."""
+    newest, damaged = newest_checkpoint(run_dir / "checkpoints")
+    assert newest is not None and not damaged, damaged
+    state = torch.load(newest, weights_only=True)
+    assert state["epoch"] == 1
+    return {k: v for k, v in state["state_dict"].items() if k.startswith("space.arch.")}
+
+
+def assert_valid_files(run_dir: Path) -> None:
+    """Every checkpoint loads, the history's two files agree, every JSON parses, no temporary file is left."""
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        torch.load(path, weights_only=True)
+    history = AlphaHistory.load(run_dir)
+    assert json.loads((run_dir / "alpha_history.json").read_text())["epochs"] == history.epochs == [0, 1]
+    for path in run_dir.rglob("*.json"):
+        json.loads(path.read_text())
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+FAULTS = {  # name: (fault, expected exit status)
+    "kill-in-checkpoint-write": (("SIGKILL", "last.ckpt", 2), -signal.SIGKILL),  # epoch 1's, before its rename
+    "kill-in-history-write": (("SIGKILL", "alpha_history.json", 2), -signal.SIGKILL),  # between the two files
+    "sigterm": (("SIGTERM", "1", 1), 143),  # epoch 1, batch 1; then last.ckpt is torn before the resume
+    "sigint": (("SIGINT", "1", 0), 130),
+}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list]]:
+    """Every run of the matrix, two at a time: the faulted runs first, then their resumptions."""
+    base = tmp_path_factory.mktemp("faults")
+    roots = {name: base / name for name in ["reference", *FAULTS]}
+    first = in_parallel(lambda: run(roots["reference"]),
+                        *(lambda n=name: run(roots[n], fault=FAULTS[n][0]) for name in FAULTS))
+    last = the_run(roots["sigterm"]) / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn write, as a copy across filesystems left
+    second = in_parallel(*(lambda n=name: run(roots[n], "--ckpt_path", "last") for name in FAULTS))
+    return {"reference": (roots["reference"], [first[0]])} | {
+        name: (roots[name], [first[i + 1], second[i]]) for i, name in enumerate(FAULTS)}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_fault_then_resume_ends_with_the_uninterrupted_alphas(matrix, name: str) -> None:
+    (reference_root, (done,)), (root, (faulted, resumed)) = matrix["reference"], matrix[name]
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = FAULTS[name][1]
+    assert faulted.returncode == status, faulted.stderr[-3000:]
+    if status in (143, 130):
+        assert faulted.stderr.strip().splitlines()[-1].startswith(f"darts-pl: stopped by {FAULTS[name][0][0]}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    if name == "sigterm":
+        assert "passing over a damaged" in resumed.stderr and "last.ckpt" in resumed.stderr, resumed.stderr[-3000:]
+    reference, run_dir = the_run(reference_root), the_run(root)
+    a, b = final_alphas(reference), final_alphas(run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load(run_dir / "genotype.json") == load(reference / "genotype.json")
+    assert not [p.name for p in (run_dir / "checkpoints").iterdir() if "-v" in p.name]  # no last-v1.ckpt
+    assert_valid_files(run_dir)
+
+
+def test_full_disk_exits_2_in_one_line_and_leaves_no_invalid_file(tmp_path: Path) -> None:
+    # A real size-limited filesystem where the platform allows it (root and tmpfs), else ENOSPC injected at
+    # the rename of the first checkpoint.
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = os.geteuid() == 0 and shutil.which("mount") and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True).returncode == 0
+    try:
+        root = mount / "run"
+        done = run(root) if mounted else run(root, fault=("ENOSPC", "last.ckpt", 1))
+        assert done.returncode == 2, done.stderr[-3000:]
+        lines = done.stderr.strip().splitlines()
+        assert lines[-1].startswith("darts-pl: error: ") and "No space left on device" in lines[-1], lines[-1]
+        assert "Traceback" not in done.stderr
+        for path in root.rglob("*.ckpt"):
+            torch.load(path, weights_only=True)
+        assert not list(root.rglob("*.tmp"))
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_runs_started_at_once_get_their_own_directories(tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    results = in_parallel(lambda: run(root, "--trainer.max_epochs", "1", "--seed_everything", "1"),
+                          lambda: run(root, "--trainer.max_epochs", "1", "--seed_everything", "2"))
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
+    runs = sorted((root / "lightning_logs").iterdir())
+    assert [p.name for p in runs] == ["version_0", "version_1"]
+    seeds = sorted(line for p in runs for line in (p / "config.yaml").read_text().splitlines()
+                   if line.startswith("seed_everything:"))
+    assert seeds == ["seed_everything: 1", "seed_everything: 2"]  # each run its own config
+    for run_dir in runs:
+        assert (run_dir / "genotype.json").is_file() and len(AlphaHistory.load(run_dir)) == 1
+    histories = [np.load(p / "alpha_history.npz")["normal"] for p in runs]
+    assert not np.array_equal(*histories)  # each run kept its own result

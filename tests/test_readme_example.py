@@ -1,0 +1,44 @@
+"""The README's "new variant in one class" example, as written there: the class and its overlay run a search."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from darts_pl.cli import main
+
+from .conftest import REPO
+
+
+def blocks(language: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### A new variant in one class"):]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def test_the_readme_variant_runs_from_its_overlay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, overlay = blocks("python")[0], blocks("yaml")[0]
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tempered.py").write_text(code)
+    (tmp_path / "tempered.yaml").write_text(overlay)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("mypkg", None)
+    root = tmp_path / "runs"
+    main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(tmp_path / "tempered.yaml"),
+          "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
+          "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+          "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
+          "--trainer.default_root_dir", str(root)])
+    run = root / "lightning_logs" / "version_0"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["darts_pl.schedules"] == {"space.relaxation.tau": pytest.approx(3.0)}  # 5 -> 1 over 2 epochs
+    assert (run / "genotype.json").is_file()
+    import json
+
+    history = json.loads((run / "alpha_history.json").read_text())
+    assert history["relaxation"]["label"] == "softmax(alpha/tau)"
