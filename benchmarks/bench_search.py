@@ -13,6 +13,7 @@ Cases, timed interleaved in one process (round-robin, after warm-up), on synthet
 
     python -m benchmarks.bench_search --batch 32 --kinds first --variants gdas fair_darts drnas beta_darts \
         sdarts_rs sdarts_adv darts_minus --no-reference
+    python -m benchmarks.bench_search --batch 256 --memory-only --kinds --variants pc_darts --no-reference
 Peak memory: on CPU the max RSS of a fresh process running that case alone (with ``--live-memory``, of a
 process whose allocator hands freed large blocks back at once: the peak of live memory, without the heap
 fragmentation the default allocator adds); on CUDA ``torch.cuda.max_memory_allocated`` of the case.
@@ -126,7 +127,7 @@ def build_variant(args: argparse.Namespace, name: str) -> Any:
                              "--model.init_args.space.init_args.channels", str(args.channels),
                              "--model.init_args.space.init_args.num_cells", str(args.cells),
                              "--model.init_args.space.init_args.channels_last", str(args.channels_last).lower()])
-    return parser.instantiate_classes(cfg).model
+    return parser.instantiate(cfg).model
 
 
 def variant(args: argparse.Namespace, name: str) -> Callable[[], None]:
@@ -308,7 +309,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="also run the reference in channels-last (it is written for the default format)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS),
+                   help="cases of plain DARTS; none with --variants measures only the variants")
     p.add_argument("--variants", nargs="*", choices=VARIANTS, default=[],
                    help="also time one iteration of each variant's search (configs/variants/<name>.yaml)")
     p.add_argument("--reference", default=str(DEFAULT_REFERENCE))

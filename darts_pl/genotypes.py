@@ -3,7 +3,10 @@
 A CNN ``Genotype`` lists, for each of the cell's intermediate nodes, two ``(op, input)`` pairs; inputs
 ``0`` and ``1`` are the outputs of the two previous cells (c_{k-2}, c_{k-1}), input ``i + 2`` is node
 ``i``. An ``RNNGenotype`` lists one ``(op, input)`` pair per node; input ``0`` is the first node (the
-highway over x_t and h_{t-1}), input ``i`` is node ``i``. Pure data: nothing here imports torch.
+highway over x_t and h_{t-1}), input ``i`` is node ``i``. An ``NB201Genotype`` (the NAS-Bench-201 cell,
+Dong & Yang, 2020) lists, for each computed node ``1..n``, the ``(op, input)`` pairs of its incoming edges;
+input ``0`` is the cell input, the cell output is the last node, and the cell is written in the benchmark's
+architecture string (``to_nb201_str``, ``from_nb201_str``). Pure data: nothing here imports torch.
 
 Derivation follows the original code (Liu et al., 2019, Sec. 2.4): on softmax(alpha) per edge, each
 node keeps the ``k`` incoming edges whose strongest non-``none`` op is strongest (k=2 for CNN cells,
@@ -38,6 +41,10 @@ RNN_PRIMITIVES: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity"
 EVAL_ONLY_PRIMITIVES: tuple[str, ...] = ("sep_conv_7x7", "conv_7x1_1x7")
 """Ops a trained CNN cell may use beyond the search space (the original code defines them too)."""
 
+NB201_PRIMITIVES: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+"""The NAS-Bench-201 cell's candidate ops, in the benchmark's order (``NAS_BENCH_201`` in the authors'
+``cell_operations.py``; alpha columns follow it)."""
+
 
 class GenotypeError(ConfigurationError):
     """A genotype that cannot describe a cell: unknown op, bad input index, wrong number of edges."""
@@ -59,7 +66,21 @@ class RNNGenotype(NamedTuple):
     concat: list[int]
 
 
-AnyGenotype = Union[Genotype, RNNGenotype]
+class NB201Genotype(NamedTuple):
+    """A NAS-Bench-201 cell: ``nodes[i]`` holds the ``(op, input)`` pairs feeding node ``i + 1``; input ``0`` is
+    the cell input, input ``j`` node ``j``; the cell output is the last node. ``str()`` gives the benchmark's
+    architecture string (``|nor_conv_3x3~0|+|...|``), as the authors' ``Structure.tostr``."""
+
+    nodes: list[tuple[tuple[str, int], ...]]
+
+    def tostr(self) -> str:
+        return to_nb201_str(self)
+
+    def __str__(self) -> str:
+        return to_nb201_str(self)
+
+
+AnyGenotype = Union[Genotype, RNNGenotype, NB201Genotype]
 
 # The paper's cells, as published with the original code (cnn/genotypes.py, rnn/genotypes.py).
 DARTS_V1 = Genotype(
@@ -135,6 +156,10 @@ def _check_concat(concat: Sequence[int], *, field: str, num_states: int) -> None
     for index in concat:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_states:
             raise GenotypeError(f"Genotype field {field!r}: node index {index!r} out of range 0..{num_states - 1}.")
+    twice = sorted({index for index in concat if list(concat).count(index) > 1})
+    if twice:
+        raise GenotypeError(f"Genotype field {field!r} = {list(concat)} lists node {twice[0]} more than once; list "
+                            "each node whose output forms the cell output once.")
 
 
 def known_cnn_ops() -> tuple[str, ...]:
@@ -156,8 +181,39 @@ def known_rnn_ops() -> tuple[str, ...]:
     return tuple(dict.fromkeys((*RNN_PRIMITIVES, *ACTIVATIONS)))
 
 
+def known_nb201_ops() -> tuple[str, ...]:
+    """Op names an NB201 cell may use: the benchmark's, and every name registered in ``darts_pl.ops.OPS``."""
+    try:
+        from darts_pl.ops import OPS
+    except ImportError:
+        return NB201_PRIMITIVES
+    return tuple(dict.fromkeys((*NB201_PRIMITIVES, *OPS)))
+
+
+def _check_nb201(genotype: NB201Genotype) -> None:
+    if not isinstance(genotype.nodes, (list, tuple)) or len(genotype.nodes) == 0:
+        raise GenotypeError(f"NB201 genotype field 'nodes' must list the edges of at least one node, got "
+                            f"{genotype.nodes!r}.")
+    known = known_nb201_ops()
+    for i, node in enumerate(genotype.nodes, start=1):
+        if not isinstance(node, (list, tuple)) or len(node) == 0:
+            raise GenotypeError(f"NB201 genotype, node {i}: expected a non-empty list of [op, input], got {node!r}.")
+        for edge in node:
+            if not (isinstance(edge, (tuple, list)) and len(edge) == 2):
+                raise GenotypeError(f"NB201 genotype, node {i}: expected [op, input], got {edge!r}.")
+            op, index = edge
+            if op not in known:
+                raise GenotypeError(f"NB201 genotype, node {i}: unknown op {op!r}; known: {', '.join(known)}.")
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < i:
+                raise GenotypeError(f"NB201 genotype, node {i}: input index {index!r} out of range; node {i} may "
+                                    f"read nodes 0..{i - 1}.")
+
+
 def validate(genotype: AnyGenotype) -> AnyGenotype:
     """Raise ``GenotypeError`` naming the problem if ``genotype`` cannot describe a cell; else return it."""
+    if isinstance(genotype, NB201Genotype):
+        _check_nb201(genotype)
+        return genotype
     if isinstance(genotype, Genotype):
         known = known_cnn_ops()
         for field in ("normal", "reduce"):
@@ -175,7 +231,10 @@ def validate(genotype: AnyGenotype) -> AnyGenotype:
 
 # ----------------------------------------------------------------------------------------- JSON I/O
 def to_dict(genotype: AnyGenotype) -> dict[str, Any]:
-    """A JSON-ready mapping; edges become ``[op, input]`` lists."""
+    """A JSON-ready mapping; edges become ``[op, input]`` lists. An NB201 cell also gets its architecture
+    string, ``nb201``."""
+    if isinstance(genotype, NB201Genotype):
+        return {"nb201": to_nb201_str(genotype), "nodes": [[list(e) for e in node] for node in genotype.nodes]}
     return {field: [list(e) if isinstance(e, tuple) else e for e in value]
             for field, value in genotype._asdict().items()}
 
@@ -186,6 +245,8 @@ def from_dict(data: Mapping[str, Any]) -> AnyGenotype:
         raise GenotypeError(f"A genotype must be a mapping with fields {Genotype._fields} or "
                             f"{RNNGenotype._fields}; got {type(data).__name__}.")
     keys = set(data)
+    if keys and keys <= {"nodes", "nb201"}:
+        return _nb201_from_dict(data)
     for cls in (Genotype, RNNGenotype):
         if keys == set(cls._fields):
             fields = {}
@@ -196,8 +257,52 @@ def from_dict(data: Mapping[str, Any]) -> AnyGenotype:
                 fields[name] = [tuple(v) if isinstance(v, (list, tuple)) else v for v in value]
             return validate(cls(**fields))
     raise GenotypeError(
-        f"A genotype mapping has fields {sorted(keys)}; expected {list(Genotype._fields)} (CNN) "
-        f"or {list(RNNGenotype._fields)} (recurrent).")
+        f"A genotype mapping has fields {sorted(keys)}; expected {list(Genotype._fields)} (CNN), "
+        f"{list(RNNGenotype._fields)} (recurrent) or ['nb201'] and/or ['nodes'] (NAS-Bench-201).")
+
+
+def _nb201_from_dict(data: Mapping[str, Any]) -> NB201Genotype:
+    """An NB201 cell from ``{"nb201": string}``, ``{"nodes": [...]}`` or both (which must agree)."""
+    from_string = from_nb201_str(data["nb201"]) if "nb201" in data else None
+    if "nodes" not in data:
+        assert from_string is not None
+        return from_string
+    nodes = data["nodes"]
+    if not isinstance(nodes, (list, tuple)) or not all(isinstance(node, (list, tuple)) for node in nodes):
+        raise GenotypeError(f"NB201 genotype field 'nodes' must be a list of lists of [op, input], got {nodes!r}.")
+    genotype = NB201Genotype([tuple(tuple(e) if isinstance(e, (list, tuple)) else e for e in node)
+                              for node in nodes])
+    validate(genotype)
+    if from_string is not None and from_string != genotype:
+        raise GenotypeError(f"NB201 genotype: 'nb201' {data['nb201']!r} and 'nodes' ({to_nb201_str(genotype)!r}) "
+                            "describe different cells; keep one of them.")
+    return genotype
+
+
+# ----------------------------------------------------------------------------------------- NAS-Bench-201 string
+def to_nb201_str(genotype: NB201Genotype) -> str:
+    """The benchmark's architecture string, ``|op~input|...|+|...|``, one ``+``-separated group per node (the
+    authors' ``Structure.tostr``); look it up in NAS-Bench-201 / NATS-Bench."""
+    return "+".join("|" + "|".join(f"{op}~{index}" for op, index in node) + "|" for node in genotype.nodes)
+
+
+def from_nb201_str(text: str) -> NB201Genotype:
+    """Parse an architecture string (the authors' ``Structure.str2structure``); ``to_nb201_str`` gives it back."""
+    if not isinstance(text, str) or not text.startswith("|") or not text.endswith("|"):
+        raise GenotypeError(f"NB201 architecture string {text!r} must look like "
+                            "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|'.")
+    nodes = []
+    for i, group in enumerate(text.split("+"), start=1):
+        if not (group.startswith("|") and group.endswith("|")):
+            raise GenotypeError(f"NB201 architecture string {text!r}: node {i} {group!r} must start and end with '|'.")
+        edges = []
+        for item in filter(None, group.split("|")):
+            op, sep, index = item.partition("~")
+            if not sep or not index.isdigit():
+                raise GenotypeError(f"NB201 architecture string {text!r}: node {i}: {item!r} is not 'op~input'.")
+            edges.append((op, int(index)))
+        nodes.append(tuple(edges))
+    return validate(NB201Genotype(nodes))
 
 
 def dumps(genotype: AnyGenotype) -> str:
@@ -226,6 +331,14 @@ def load(path: str | os.PathLike[str]) -> AnyGenotype:
     except FileNotFoundError:
         raise GenotypeError(f"Genotype file {str(path)!r} does not exist; pass a published name "
                             f"({', '.join(PUBLISHED)}) or the path of a genotype.json.") from None
+    except IsADirectoryError:
+        raise GenotypeError(f"Genotype path {str(path)!r} is a directory; pass the genotype.json file in it (a "
+                            "search writes <run>/genotype.json) or a published name.") from None
+    except UnicodeDecodeError as err:
+        raise GenotypeError(f"Genotype file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); pass "
+                            "a genotype.json written by a search or by darts_pl.genotypes.save.") from None
+    except OSError as err:
+        raise GenotypeError(f"Genotype file {str(path)!r} cannot be read ({err.strerror}).") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -235,17 +348,19 @@ def load(path: str | os.PathLike[str]) -> AnyGenotype:
 
 def resolve(spec: str | os.PathLike[str] | Mapping[str, Any] | AnyGenotype) -> AnyGenotype:
     """A genotype from a published name (``DARTS_V2``), a JSON path, a mapping, or a genotype."""
-    if isinstance(spec, (Genotype, RNNGenotype)):
+    if isinstance(spec, (Genotype, RNNGenotype, NB201Genotype)):
         return validate(spec)
     if isinstance(spec, Mapping):
         return from_dict(spec)
     text = str(spec)
     if text in PUBLISHED:
         return PUBLISHED[text]
+    if text.startswith("|"):
+        return from_nb201_str(text)
     if text.endswith(".json") or os.sep in text or Path(text).exists():
         return load(text)
-    raise GenotypeError(f"Unknown genotype {text!r}; use a published name ({', '.join(PUBLISHED)}) "
-                        "or the path of a genotype.json written by a search.")
+    raise GenotypeError(f"Unknown genotype {text!r}; use a published name ({', '.join(PUBLISHED)}), "
+                        "the path of a genotype.json written by a search, or a NAS-Bench-201 architecture string.")
 
 
 # ----------------------------------------------------------------------------------------- derivation
@@ -280,12 +395,13 @@ def top_k_edges(probs: Sequence[Sequence[float]], primitives: Sequence[str], *, 
 
 def derive_cnn(normal_probs: Sequence[Sequence[float]], reduce_probs: Sequence[Sequence[float]],
                *, num_nodes: int = 4, multiplier: int = 4,
-               primitives: Sequence[str] = PRIMITIVES, select: EdgeSelection = top_k_edges) -> Genotype:
+               primitives: Sequence[str] = PRIMITIVES, select: EdgeSelection = top_k_edges,
+               reduce_select: EdgeSelection | None = None) -> Genotype:
     """The CNN genotype of per-edge probabilities (edges × ops), k=2 inputs per node; ``select`` picks the
-    edges of each cell (DARTS's top-k by default)."""
+    edges of each cell (DARTS's top-k by default), ``reduce_select`` those of the reduction cell if it differs."""
     concat = list(range(2 + num_nodes - multiplier, num_nodes + 2))
     normal = select(normal_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2)
-    reduce = select(reduce_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2)
+    reduce = (reduce_select or select)(reduce_probs, primitives, num_nodes=num_nodes, first_inputs=2, k=2)
     return Genotype(normal=normal, normal_concat=_connected(concat, normal, 2),
                     reduce=reduce, reduce_concat=_connected(concat, reduce, 2))
 
@@ -304,3 +420,44 @@ def derive_rnn(probs: Sequence[Sequence[float]], *, num_nodes: int = 8,
         recurrent=select(probs, primitives, num_nodes=num_nodes, first_inputs=1, k=1),
         concat=list(range(1, num_nodes + 1)),
     )
+
+
+def argmax_edges(probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
+                 first_inputs: int, k: int = 0) -> list[tuple[str, int]]:
+    """Every edge, each with its strongest op, ``none`` included (NAS-Bench-201's derivation: the authors'
+    ``genotype()`` of their NB201 supernets takes the argmax over all ops of each edge); ties go to the lower
+    index. ``k`` is ignored: every edge is kept."""
+    expected = sum(first_inputs + i for i in range(num_nodes))
+    if len(probs) != expected:
+        raise ValueError(f"Expected probabilities for {expected} edges ({num_nodes} nodes), got {len(probs)}.")
+    gene: list[tuple[str, int]] = []
+    start = 0
+    for node in range(num_nodes):
+        for j in range(first_inputs + node):
+            row = probs[start + j]
+            gene.append((primitives[max(range(len(row)), key=lambda op: (row[op], -op))], j))
+        start += first_inputs + node
+    return gene
+
+
+def derive_nb201(probs: Sequence[Sequence[float]], *, num_nodes: int = 4, primitives: Sequence[str] = NB201_PRIMITIVES,
+                 select: EdgeSelection = argmax_edges) -> NB201Genotype:
+    """The NB201 cell of per-edge probabilities (edges × ops) of a cell with ``num_nodes`` nodes, the input
+    included (edge rows ``1<-0, 2<-0, 2<-1, 3<-0, ...``). ``select`` must name one op per edge (``argmax_edges``,
+    the benchmark's; ``top_k_edges`` with ``k = num_nodes - 1`` keeps every edge with its strongest non-``none``
+    op); each node's edges are listed by input."""
+    computed = num_nodes - 1
+    gene = select(probs, primitives, num_nodes=computed, first_inputs=1, k=computed)
+    nodes, start = [], 0
+    for i in range(1, num_nodes):
+        edges = sorted(gene[start:start + i], key=lambda e: e[1])
+        if [j for _, j in edges] != list(range(i)):
+            raise ConfigurationError(
+                f"The derivation gave node {i} the edges {edges}; a NAS-Bench-201 cell needs one op on each of its "
+                f"inputs 0..{i - 1}. Use darts_pl.search.ArgmaxPerEdge (the benchmark's) or TopK.")
+        nodes.append(tuple(edges))
+        start += i
+    if start != len(gene):
+        raise ConfigurationError(f"The derivation gave {len(gene)} edges for a NAS-Bench-201 cell of {start} edges; "
+                                 "use darts_pl.search.ArgmaxPerEdge (the benchmark's) or TopK.")
+    return NB201Genotype(nodes)

@@ -331,6 +331,38 @@ class MaxPool(nn.MaxPool2d):
         return _MaxPoolRecomputingIndices.apply(x, self.kernel_size, self.stride, self.padding)
 
 
+class ResNetBasicblock(nn.Module):
+    """NAS-Bench-201's residual block between stages (Dong & Yang, 2020; the authors' ``ResNetBasicblock``):
+    two ReLU-conv3×3-BN blocks, the first with ``stride``, plus a shortcut: 2×2 average pooling and a 1×1 conv
+    (no BN) when ``stride`` is 2, a 1×1 ReLU-conv-BN when only the channels change, else the identity.
+
+    Args:
+        c_in: Input channels.
+        c_out: Output channels.
+        stride: 1 or 2.
+        affine: Affine BatchNorm (the benchmark's networks, search and training alike, use affine blocks here).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, affine: bool = True) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ConfigurationError(f"ResNetBasicblock: stride={stride}; use 1 or 2.")
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, 1, affine)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, affine)
+        if stride == 2:
+            self.downsample: nn.Module | None = nn.Sequential(
+                nn.AvgPool2d(2, stride=2, padding=0), nn.Conv2d(c_in, c_out, 1, bias=False))
+        elif c_in != c_out:
+            self.downsample = ReLUConvBN(c_in, c_out, 1, 1, 0, affine)
+        else:
+            self.downsample = None
+        self.out_channels = c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return residual + self.conv_b(self.conv_a(x))
+
+
 class GlobalAvgPool(nn.Module):
     """``nn.AdaptiveAvgPool2d(1)`` as the mean over H, W, shape ``(B, C, 1, 1)``: the same values, and a
     backward that CUDA runs deterministically (adaptive pooling's has no deterministic CUDA kernel, so
@@ -363,6 +395,10 @@ OPS: dict[str, OpFactory] = {
     "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine),
     "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine),
     "conv_7x1_1x7": lambda c, stride, affine: Conv7x1_1x7(c, stride, affine),
+    # NAS-Bench-201's convolutions (its none, skip_connect and avg_pool_3x3 are the entries above at equal channels;
+    # its search cell puts no BatchNorm after the pooling, see darts_pl.search.nb201).
+    "nor_conv_1x1": lambda c, stride, affine: ReLUConvBN(c, c, 1, stride, 0, affine),
+    "nor_conv_3x3": lambda c, stride, affine: ReLUConvBN(c, c, 3, stride, 1, affine),
 }
 """Candidate op factories by name: ``OPS[name](channels, stride, affine)``."""
 

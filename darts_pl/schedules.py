@@ -1,5 +1,6 @@
 """Schedules: a value that moves over the search epochs (GDAS's temperature, DARTS-'s auxiliary-skip
-coefficient, β-DARTS's regularization weight, SDARTS's perturbation size).
+coefficient, β-DARTS's regularization weight, SDARTS's perturbation size, P-DARTS's skip-connection
+dropout rate).
 
 A schedule names its ``target``, a dotted attribute path from the search module (``space.relaxation.tau``,
 ``space.edge.beta``, ``regularizers.0.weight``, ``perturbation.epsilon``), and ``LitSearch`` sets the
@@ -99,3 +100,31 @@ class CosineSchedule(LinearSchedule):
         fraction = (super().value(epoch, max_epochs) - self.start) / (self.end - self.start) \
             if self.end != self.start else 1.0
         return self.end + (self.start - self.end) * (1 + math.cos(math.pi * fraction)) / 2
+
+
+class ExponentialSchedule(Schedule):
+    """``start · exp(-decay · (epoch - warmup_epochs))`` from epoch ``warmup_epochs`` on, and
+    ``start · (max_epochs - epoch - 1) / max_epochs`` in the epochs before (``epoch`` counts from 0): P-DARTS's
+    skip-connection dropout within a stage (the authors' ``train_search.py``: ``dropout_rate · exp(-(epoch -
+    eps_no_arch) · scale_factor)`` with ``scale_factor = 0.2`` once alpha steps run, and ``dropout_rate · (epochs
+    - epoch - 1) / epochs`` in the ``eps_no_arch`` warm-up epochs of weight steps only).
+
+    Args:
+        target: Dotted attribute path from the search module (``space.skip_dropout.p``).
+        start: The value at the first epoch after the warm-up.
+        decay: The exponential rate per epoch.
+        warmup_epochs: Epochs before the exponential part (the search module's ``warmup_epochs``).
+    """
+
+    def __init__(self, target: str, start: float, decay: float = 0.2, warmup_epochs: int = 0) -> None:
+        super().__init__(target)
+        if warmup_epochs < 0:
+            raise ConfigurationError(f"ExponentialSchedule: warmup_epochs={warmup_epochs} must be >= 0.")
+        self.start = start
+        self.decay = decay
+        self.warmup_epochs = warmup_epochs
+
+    def value(self, epoch: int, max_epochs: int) -> float:
+        if epoch < self.warmup_epochs:
+            return self.start * (max_epochs - epoch - 1) / max_epochs
+        return self.start * math.exp(-(epoch - self.warmup_epochs) * self.decay)

@@ -39,7 +39,7 @@ from matplotlib.path import Path as MplPath
 
 from darts_pl.atomic import atomic_write
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import AnyGenotype, Genotype, RNNGenotype, validate
+from darts_pl.genotypes import AnyGenotype, Genotype, NB201Genotype, RNNGenotype, to_nb201_str, validate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -62,6 +62,8 @@ OP_COLORS: dict[str, str] = {
     "relu": "#6a1b9a",
     "sigmoid": "#2e7d32",
     "identity": "#c62828",
+    "nor_conv_1x1": "#42a5f5",
+    "nor_conv_3x3": "#1565c0",
 }
 """Edge colors by op: convolutions blue/purple, pooling green, skip connections red."""
 
@@ -81,7 +83,9 @@ class CellGraph:
 
 
 def cell_types(genotype: AnyGenotype) -> list[str]:
-    """The cells a genotype describes: ``["normal", "reduce"]`` or ``["recurrent"]``."""
+    """The cells a genotype describes: ``["normal", "reduce"]``, ``["recurrent"]`` or ``["cell"]`` (NB201)."""
+    if isinstance(genotype, NB201Genotype):
+        return ["cell"]
     return ["recurrent"] if isinstance(genotype, RNNGenotype) else ["normal", "reduce"]
 
 
@@ -102,6 +106,11 @@ def cell_graph(genotype: AnyGenotype, cell_type: str) -> CellGraph:
         edges = [(state(src), str(pos // 2), op) for pos, (op, src) in enumerate(gene)]
         edges += [(state(index), "c_{k}", None) for index in concat]
         return CellGraph(cell_type, inputs, nodes, "c_{k}", tuple(edges))
+    if isinstance(genotype, NB201Genotype):  # node 0 is the input, the last node the output; `none` edges are absent
+        last = str(len(genotype.nodes))
+        nb201 = [(str(j), str(i), op) for i, node in enumerate(genotype.nodes, start=1)
+                 for op, j in node if op != "none"]
+        return CellGraph("cell", ("0",), tuple(str(i) for i in range(1, len(genotype.nodes))), last, tuple(nb201))
     inputs = ("x_{t}", "h_{t-1}")
     nodes = tuple(str(i) for i in range(len(genotype.recurrent) + 1))
     edges = [(name, "0", None) for name in inputs]  # node 0: the highway over x_t and h_{t-1}
@@ -113,6 +122,11 @@ def cell_graph(genotype: AnyGenotype, cell_type: str) -> CellGraph:
 # ----------------------------------------------------------------------------------------- text
 def describe(genotype: AnyGenotype) -> str:
     """A plain-text listing of every cell: which ops feed each node, and what forms the output."""
+    if isinstance(genotype, NB201Genotype):
+        lines = [f"NB201 cell: {to_nb201_str(genotype)} (node 0: input; output: node {len(genotype.nodes)})"]
+        lines += [f"  node {i} <- {', '.join(f'{op}({j})' for op, j in node)}"
+                  for i, node in enumerate(genotype.nodes, start=1)]
+        return "\n".join(lines)
     lines = []
     for cell in cell_types(genotype):
         graph = cell_graph(genotype, cell)
@@ -317,7 +331,8 @@ def plot_cell(genotype: AnyGenotype, cell_type: str | None = None, *, ax: Axes |
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title if title is not None else f"{cell_type} cell", fontsize=11)
+    ax.set_title(title if title is not None else "NB201 cell" if cell_type == "cell" else f"{cell_type} cell",
+                 fontsize=11)
     return ax.figure
 
 

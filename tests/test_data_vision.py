@@ -131,6 +131,26 @@ def test_corrupt_image_is_named(tmp_path: Path) -> None:
                 pass
 
 
+def test_converted_and_tiny_images_are_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    import darts_pl.data.image_folder as image_folder
+
+    monkeypatch.setattr(image_folder, "_NOTED", set())
+    cmyk = [tmp_path / f"cmyk{i}.jpg" for i in range(2)]
+    for path in cmyk:
+        Image.new("CMYK", (16, 16), (10, 20, 30, 40)).save(path)
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (1, 2, 3)).save(tiny)
+    with pytest.warns(UserWarning) as record:
+        images = [image_folder.load_image(str(p)) for p in [*cmyk, tiny, tiny]]
+    assert all(image.mode == "RGB" for image in images)
+    messages = [str(w.message) for w in record]
+    assert messages == [f"image folder: CMYK images are converted to RGB (first: {str(cmyk[0])!r}).",
+                        f"image folder: images smaller than 8 px on a side are resized like the others (first: "
+                        f"{str(tiny)!r}, 1x1)."]
+
+
 # ----------------------------------------------------------------------------------------- tiny image folders
 def write_image_folder(root: Path, per_class: int = 6, size: int = 16, splits: tuple[str, ...] = ("train", "val"),
                        seed: int = 0) -> Path:

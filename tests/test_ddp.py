@@ -42,14 +42,24 @@ class RecordRank(Callback):
                     "world_size": trainer.world_size}, self.out / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder(), "gdas"], ids=["first", "second", "gdas"])
+@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder(), "gdas", "pc_darts", "nb201"],
+                         ids=["first", "second", "gdas", "pc_darts", "nb201"])
 def test_ddp_ranks_hold_identical_alphas_and_weights(tmp_path: Path, strategy) -> None:
     """Also for GDAS: every rank draws the same sample from the relaxation's generator, so the ranks run the
-    same ops, and DDP is told that the ops not sampled have no gradient."""
+    same ops, and DDP is told that the ops not sampled have no gradient. PC-DARTS: the edge-normalisation
+    tensors are architecture tensors like the alphas; NAS-Bench-201: one alpha shared by every cell."""
+    from darts_pl.search import NB201SearchSpace, PartialChannel
+
     parts = {}
     if strategy == "gdas":
         parts, strategy = {"relaxation": GumbelSoftmax(seed=1), "edge": SampledOp()}, FirstOrder()
-    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts)
+    elif strategy == "pc_darts":
+        parts, strategy = {"edge": PartialChannel(k=2), "edge_normalization": True}, FirstOrder()
+    if strategy == "nb201":
+        space = NB201SearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=1)
+        strategy = FirstOrder()
+    else:
+        space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts)
     module = LitSearch(space, strategy)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=3,
                         limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -151,3 +161,57 @@ def test_resume_on_another_number_of_processes_says_what_it_does() -> None:
         warnings.simplefilter("error")
         ResumableRNG().on_load_checkpoint({"rng_states": rank1})
     assert torch.equal(torch.get_rng_state(), rank1["torch"])
+
+
+NAN_ON_ONE_RANK = r"""
+import sys
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from darts_pl.data import DigitsDataModule
+from darts_pl.modules import LitSearch
+from darts_pl.search import CNNSearchSpace
+
+class NaNOnRankOne(Callback):
+    # The classifier of rank 1 alone returns NaN on its third forward (batch 1's alpha step).
+    def on_train_start(self, trainer, pl_module):
+        calls = []
+        def hook(module, args, output):
+            calls.append(1)
+            return output * float("nan") if trainer.global_rank == 1 and len(calls) == 3 else output
+        pl_module.space.classifier.register_forward_hook(hook)
+
+    def on_train_end(self, trainer, pl_module):
+        print(f"rank {trainer.global_rank} skipped {pl_module.skipped_batches}", flush=True)
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=4,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[NaNOnRankOne()], default_root_dir=sys.argv[2])
+    module = LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3), nonfinite=mode)
+    try:
+        trainer.fit(module, DigitsDataModule(batch_size=16))
+    except Exception as err:
+        print("RAISED", type(err).__name__, str(err).strip().splitlines()[-1][:600])
+    else:
+        print("FINISHED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_a_nonfinite_value_on_one_rank_stops_or_skips_on_every_rank(tmp_path: Path, mode: str) -> None:
+    """The verdict of each phase is all-reduced: a NaN on rank 1 alone makes both ranks stop (or both skip the
+    batch) at the same point, instead of one rank raising while the other waits in a collective forever."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    script = tmp_path / "nan_on_one_rank.py"
+    script.write_text(NAN_ON_ONE_RANK)
+    done = subprocess.run([sys.executable, str(script), mode, str(tmp_path)], capture_output=True,
+                          text=True, timeout=180, env=env, cwd=REPO)
+    out = done.stdout.strip().splitlines()
+    if mode == "stop":
+        assert out and out[-1].startswith("RAISED") and "non-finite" in out[-1], done.stdout + done.stderr[-3000:]
+        assert "in the alpha step" in out[-1]
+    else:
+        assert out and out[-1] == "FINISHED", done.stdout + done.stderr[-3000:]
+        assert sorted(out[:-1]) == ["rank 0 skipped 1", "rank 1 skipped 1"], done.stdout

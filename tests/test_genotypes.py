@@ -97,6 +97,7 @@ def test_resolve_by_name_and_mapping() -> None:
     (lambda d: d["reduce"].pop(), "needs 2 per node"),
     (lambda d: d.pop("reduce_concat"), "expected"),
     (lambda d: d.__setitem__("normal_concat", [2, 9]), "node index 9 out of range"),
+    (lambda d: d.__setitem__("normal_concat", [2, 2, 2, 2]), "lists node 2 more than once"),
 ])
 def test_bad_genotypes_are_refused_with_the_problem_named(mutate, message) -> None:
     data = G.to_dict(DARTS_V2)
@@ -112,6 +113,12 @@ def test_malformed_json_and_unknown_name(tmp_path) -> None:
         G.load(bad)
     with pytest.raises(GenotypeError, match="Unknown genotype 'DARTS_V9'"):
         G.resolve("DARTS_V9")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00\x01genotype")
+    with pytest.raises(GenotypeError, match="is not UTF-8 text"):
+        G.load(binary)
+    with pytest.raises(GenotypeError, match=r"is a directory; pass the genotype\.json file in it"):
+        G.load(tmp_path)
 
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch) -> None:

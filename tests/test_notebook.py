@@ -42,20 +42,36 @@ def test_notebook_is_stored_without_outputs() -> None:
     assert "DARTS_RUN_DIR" in code[0].source and "RUN_DIR" in code[0].source
 
 
-def test_notebook_runs_on_a_cnn_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("method", ["darts", "fair_darts"])
+def test_notebook_runs_on_a_cnn_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """DARTS, and FairDARTS: sigmoid weights that do not sum to one, cells derived by threshold (dropped edges)."""
+    from darts_pl.search import Sigmoid, Threshold
+    from darts_pl.strategies import ZeroOneLoss
+
     torch.manual_seed(0)
+    parts, extra, ops = {}, {}, 8
+    if method == "fair_darts":
+        ops = 7
+        parts = {"relaxation": Sigmoid(), "derivation": Threshold(), "alpha_init": "zeros",
+                 "primitives": ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+                                "dil_conv_3x3", "dil_conv_5x5"]}
+        extra = {"regularizers": [ZeroOneLoss()]}
     trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", devices=1,
                         logger=False, default_root_dir=str(tmp_path / "run"), enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[ArchitectureMonitor(), GenotypeCheckpoint(verbose=False, diagrams=False)])
-    trainer.fit(LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)),
+    trainer.fit(LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts), **extra),
                 DigitsDataModule(batch_size=16))
     monkeypatch.setenv("DARTS_RUN_DIR", str(tmp_path / "run"))
     text, images = execute(tmp_path)
     assert f"run directory: {(tmp_path / 'run').resolve()}" in text
-    assert "2 epochs (0..1); cells ['normal', 'reduce']; 14 edges x 8 ops" in text
-    assert "values: softmax(alpha) (Softmax; they sum to one over an edge)" in text
-    assert "genotype.json:\nnormal cell: c_{k} = concat(0, 1, 2, 3)" in text
+    assert f"2 epochs (0..1); cells ['normal', 'reduce']; 14 edges x {ops} ops" in text
+    if method == "darts":
+        assert "values: softmax(alpha) (Softmax; they sum to one over an edge)" in text
+        assert "genotype.json:\nnormal cell: c_{k} = concat(0, 1, 2, 3)" in text
+    else:
+        assert "values: sigmoid(alpha) (Sigmoid; independent per op)" in text
+        assert "genotype.json:\nnormal cell: c_{k} = concat(" in text
     assert "skip connections in the normal cell by epoch:" in text
     assert images == 2 + 2 + 1  # heatmaps per cell, probabilities over epochs per cell, the derived cells
 

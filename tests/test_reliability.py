@@ -328,6 +328,10 @@ def test_alpha_history_is_one_unit_when_the_second_write_fails(tmp_path: Path,
     (["--trainer.max_epoch", "1"], "max_epoch"),
     (["--data.init_args.num_workers", "-1"], "num_workers=-1"),
     (["--data.init_args.eval_batch_size", "0"], "eval_batch_size=0"),
+    (["--model.init_args.space.init_args.primitives", "[none]"], "has no op besides 'none'"),
+    (["--model.init_args.space.init_args.primitives", "[]"], "has no op besides 'none'"),
+    (["--model.init_args.space.init_args.primitives", "[sep_conv_3x3, sep_conv_3x3]"], "more than once"),
+    (["--model.init_args.space", "darts_pl.search.RNNSearchSpace"], "not token windows"),
 ])
 def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str, capsys) -> None:
     status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path), *args)
@@ -374,3 +378,22 @@ def test_wandb_runs_keep_their_config_and_resume_the_same_run(tmp_path: Path, mo
     finally:
         wandb.finish()
     assert torch.load(project / ids[1] / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder()], ids=["first", "second"])
+def test_each_phase_checks_finiteness_with_one_host_sync(tmp_path: Path, strategy, monkeypatch) -> None:
+    """Every check of a phase (losses, the virtual step's, gradients, alphas) is verified together: one reduction
+    of the verdict, hence one host sync, per phase, i.e. two per search iteration."""
+    import darts_pl.errors as errors
+
+    calls: list[int] = []
+    original = errors.all_reduce_min_
+
+    def counting(tensor):
+        calls.append(1)
+        return original(tensor)
+
+    monkeypatch.setattr(errors, "all_reduce_min_", counting)
+    fit(tmp_path, tiny_module(strategy), max_epochs=1, limit_train_batches=3, limit_val_batches=0,
+        enable_checkpointing=False)
+    assert len(calls) == 2 * 3

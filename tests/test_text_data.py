@@ -315,3 +315,12 @@ def test_unreadable_token_file_is_named(tmp_path: Path) -> None:
     (root / "ptb.valid.txt").write_bytes(b"\xff\xfe not utf-8 \xff\n")
     with pytest.raises(DataNotFoundError, match=r"cannot read the token file .*ptb\.valid\.txt.* as UTF-8"):
         PTBDataModule(str(root)).corpus  # noqa: B018
+
+
+def test_unreadable_vocabulary_is_named(tmp_path: Path) -> None:
+    binary = tmp_path / "vocab.json"
+    binary.write_bytes(b'{"words": ["caf\xe9"]}')  # Latin-1, not UTF-8
+    with pytest.raises(ConfigurationError, match=r"vocab_path=.*vocab.json' is not UTF-8 text"):
+        Dictionary.load(binary)
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        Dictionary.load(tmp_path)

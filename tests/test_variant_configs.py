@@ -2,7 +2,7 @@
 order it does not, and a resumed stochastic search continues exactly as the uninterrupted one.
 
 The overlays: configs/variants/gdas.yaml, fair_darts.yaml, drnas.yaml, beta_darts.yaml, sdarts_rs.yaml,
-sdarts_adv.yaml, darts_minus.yaml.
+sdarts_adv.yaml, darts_minus.yaml, pdarts.yaml (its first stage; the stages: tests/test_pdarts.py).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from darts_pl.genotypes import load
 from .conftest import REPO
 
 VARIANTS = REPO / "configs" / "variants"
-STOCHASTIC = {"gdas", "drnas"}  # sampling relaxations: the unrolled finite difference is refused
-ALL = ["gdas", "fair_darts", "drnas", "beta_darts", "sdarts_rs", "sdarts_adv", "darts_minus"]
+STOCHASTIC = {"gdas", "drnas", "pdarts"}  # samples or dropout masks: the unrolled finite difference is refused
+ALL = ["gdas", "fair_darts", "drnas", "beta_darts", "sdarts_rs", "sdarts_adv", "darts_minus", "pc_darts", "pdarts"]
 SMALL = ["--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
          "--trainer.enable_model_summary", "false",
          "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
@@ -29,8 +29,8 @@ def run(root: Path, variant: str, *extra: str, second_order: bool = False) -> in
     args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(VARIANTS / f"{variant}.yaml")]
     if second_order:
         args += ["--config", str(REPO / "configs" / "second_order.yaml")]
-    if variant == "drnas":
-        args += ["--model.init_args.warmup_epochs", "0"]  # its 10 warm-up epochs would take no alpha step
+    if variant in ("drnas", "pc_darts", "pdarts"):
+        args += ["--model.init_args.warmup_epochs", "0"]  # their 10 / 15 / 10 warm-up epochs would take no alpha step
     try:
         main([*args, *SMALL, "--trainer.default_root_dir", str(root), *extra])
     except SystemExit as exit_:

@@ -2,7 +2,8 @@
 
 Files (run directory, rank 0, atomic): ``genotypes/epoch_NNN.json`` and ``genotypes/epoch_NNN_<cell>.png``
 every epoch; ``genotype.json`` and ``genotype_<cell>.png`` at the end of the fit. ``<cell>`` is ``normal``
-and ``reduce`` for convolutional genotypes, ``recurrent`` for recurrent ones.
+and ``reduce`` for convolutional genotypes, ``recurrent`` for recurrent ones, ``cell`` for NAS-Bench-201 cells (whose
+JSON also holds the benchmark's architecture string, ``nb201``, which the log prints).
 
 Logged every epoch: ``genotype/stable_since`` (scalar, every logger); ``genotype/text`` (the cell listing
 and its JSON: ``wandb.Html`` on W&B, text in TensorBoard); ``genotype/<cell>`` (the cell diagram, an image
@@ -101,7 +102,8 @@ class GenotypeCheckpoint(Callback):
             genotype = pl_module.space.genotype()
             path = genotypes.save(genotype, directory / "genotype.json")
             self._draw(genotype, directory / "genotype")
-            rank_zero_info(f"Final genotype written to {path}")
+            arch = f" (NAS-Bench-201: {genotype})" if isinstance(genotype, genotypes.NB201Genotype) else ""
+            rank_zero_info(f"Final genotype written to {path}{arch}")
 
     def _draw(self, genotype: genotypes.AnyGenotype, stem: Path) -> dict[str, Path]:
         """``<stem>_<cell>.png`` per cell; a drawing failure is reported, never raised."""

@@ -9,8 +9,12 @@ key                                                    what
 =====================================================  ==========================================================
 ``alpha/<cell>/edge_<NN>/<op>``                        probability of ``op`` on edge ``NN`` (every logger)
 ``alpha_entropy/<cell>``                               how undecided the cell is, in nats (every logger; below)
+``edge_weight/<cell>/edge_<NN>``                       PC-DARTS's normalised edge weight (``space.edge_scales()``;
+                                                       every logger; only for spaces with edge normalisation)
 ``collapse/normal/num_skip_connect``                   skip connections in the derived normal cell (every logger)
 ``collapse/normal/num_parameter_free``                 skip connections and pooling ops in it (every logger)
+``collapse/cell/num_skip_connect``                     the same for a NAS-Bench-201 cell (every logger)
+``collapse/cell/num_parameter_free``                   the same for a NAS-Bench-201 cell (every logger)
 ``alpha_heatmap/<cell>``                               heatmap image, edges × ops, values printed (W&B, TensorBoard)
 ``alpha_table/<cell>``                                 exact probabilities: ``wandb.Table`` / TensorBoard text
 ``alpha_hist/<cell>/<op>``                             the op's probabilities over edges (TensorBoard histogram)
@@ -19,7 +23,7 @@ key                                                    what
 ``<cell>`` is a key of ``edge_probs()``: ``normal`` and ``reduce`` for convolutional spaces, ``recurrent``
 for recurrent ones. ``NN`` is the edge's row in the alpha matrix, zero-padded; the edge's name
 (``c_{k-2}->0``...) is in the table, the heatmap and the history file. The ``collapse/*`` keys exist for
-convolutional genotypes only.
+convolutional genotypes only (``normal`` for DARTS cells, ``cell`` for NAS-Bench-201 cells).
 
 ``alpha_entropy/<cell>`` depends on what the relaxation's probabilities are (:func:`alpha_entropy`):
 
@@ -68,7 +72,7 @@ from darts_pl.atomic import atomic_open
 from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import Genotype, atomic_write_text
+from darts_pl.genotypes import Genotype, NB201Genotype, atomic_write_text
 from darts_pl.ops import is_parameter_free
 
 HISTORY_ARRAYS = "alpha_history.npz"
@@ -220,10 +224,14 @@ def edge_key(cell: str, edge: int, op: str, num_edges: int) -> str:
 
 
 def collapse_counts(genotype: Any, cell: str = "normal") -> dict[str, int]:
-    """Skip connections and parameter-free ops (skip, pooling) in one cell of a convolutional genotype."""
-    if not isinstance(genotype, Genotype):
+    """Skip connections and parameter-free ops (skip, pooling) in one cell of a convolutional genotype (the
+    NAS-Bench-201 cell: ``cell="cell"``)."""
+    if isinstance(genotype, NB201Genotype):
+        ops = [op for node in genotype.nodes for op, _ in node]
+    elif isinstance(genotype, Genotype):
+        ops = [op for op, _ in getattr(genotype, cell)]
+    else:
         return {}
-    ops = [op for op, _ in getattr(genotype, cell)]
     return {"num_skip_connect": sum(op == "skip_connect" for op in ops),
             "num_parameter_free": sum(is_parameter_free(op) for op in ops)}
 
@@ -293,8 +301,14 @@ class ArchitectureMonitor(Callback):
             if self.log_scalars:
                 for (edge, op), value in np.ndenumerate(p.numpy()):
                     metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)
-        for name, count in collapse_counts(genotype, "normal").items():
-            metrics[f"collapse/normal/{name}"] = float(count)
+        edge_scales = getattr(pl_module.space, "edge_scales", None)  # architecture tensors beside the op tensors
+        for cell, scale in (edge_scales() if callable(edge_scales) and self.log_scalars else {}).items():
+            width = len(str(max(scale.numel() - 1, 0)))
+            for edge, value in enumerate(scale.detach().float().cpu().tolist()):
+                metrics[f"edge_weight/{cell}/edge_{edge:0{width}d}"] = value
+        cell = "cell" if isinstance(genotype, NB201Genotype) else "normal"
+        for name, count in collapse_counts(genotype, cell).items():
+            metrics[f"collapse/{cell}/{name}"] = float(count)
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 

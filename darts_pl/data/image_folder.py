@@ -10,6 +10,7 @@ keeps a CIFAR-10 config's recipe; the normalisation is computed from the trainin
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,13 +44,32 @@ def find_split(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+_NOTED: set[str] = set()
+
+
+def _note_once(kind: str, message: str) -> None:
+    """Say once per process and kind of image what is done to it (the first file named)."""
+    if kind not in _NOTED:
+        _NOTED.add(kind)
+        warnings.warn(message, stacklevel=3)
+
+
 def load_image(path: str) -> Image.Image:
-    """Open an image as RGB; an unreadable or corrupt file stops the run with its path (no silent skip)."""
+    """Open an image as RGB; an unreadable or corrupt file stops the run with its path (no silent skip).
+    Images in another colour mode (grayscale, CMYK, palette...) are converted, and images smaller than 8 px on a
+    side are used as they are (resized like the others): each is said once, naming the first such file."""
     try:
         with open(path, "rb") as handle:
-            return Image.open(handle).convert("RGB")
+            image = Image.open(handle)
+            image.load()
     except (OSError, UnidentifiedImageError) as err:
         raise DataNotFoundError(f"cannot read image {path!r} ({err}); remove or replace the file.") from None
+    if image.mode != "RGB":
+        _note_once(f"mode:{image.mode}", f"image folder: {image.mode} images are converted to RGB (first: {path!r}).")
+    if min(image.size) < 8:
+        _note_once("tiny", f"image folder: images smaller than 8 px on a side are resized like the others (first: "
+                           f"{path!r}, {image.size[0]}x{image.size[1]}).")
+    return image.convert("RGB")
 
 
 def channel_statistics(dataset: Dataset, seed: int, num_workers: int = 0) -> tuple[Triple, Triple]:

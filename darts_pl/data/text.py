@@ -102,6 +102,12 @@ class Dictionary:
                                     ) from None
         except json.JSONDecodeError as err:
             raise ConfigurationError(f"vocab_path={str(path)!r} is not valid JSON ({err}).") from None
+        except UnicodeDecodeError as err:
+            raise ConfigurationError(f"vocab_path={str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                                     "give the vocab.json written in the run directory of the model.") from None
+        except OSError as err:
+            raise ConfigurationError(f"vocab_path={str(path)!r} cannot be read ({err.strerror}); give the vocab.json "
+                                     "written in the run directory of the model.") from None
         words = data.get("words") if isinstance(data, dict) else None
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise ConfigurationError(f"vocab_path={str(path)!r} has no 'words' list; expected the vocab.json of a run.")

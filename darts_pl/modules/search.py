@@ -84,8 +84,8 @@ class LitSearch(ResumableRNG):
         schedules: Values that move over the epochs, set at the start of each epoch (GDAS's temperature...).
 
     Raises:
-        ConfigurationError: an unrolled (second-order) strategy with a stochastic relaxation: the finite
-            difference would compare passes that each draw another sample.
+        ConfigurationError: an unrolled (second-order) strategy with a stochastic relaxation or with skip
+            dropout: the finite difference would compare passes that each draw another sample or mask.
 
     Note:
         The random-number generators are saved with every checkpoint (``ResumableRNG``), so a run
@@ -142,6 +142,14 @@ class LitSearch(ResumableRNG):
                 "passes that would each draw another sample. Use strategy FirstOrder (as the method's authors do).")
         for schedule in self.schedules:
             schedule.resolve(self)  # a wrong target fails now, not after the first epoch
+        skip_dropout = getattr(space, "skip_dropout", None)
+        moves_dropout = any(s.target.startswith("space.skip_dropout") for s in self.schedules)
+        if self.strategy.unrolled and skip_dropout is not None and (skip_dropout.p > 0 or moves_dropout):
+            raise ConfigurationError(
+                f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
+                f"skip_dropout (p={skip_dropout.p}{', scheduled' if moves_dropout else ''}): its finite difference "
+                "compares passes that would each draw another dropout mask. Use strategy FirstOrder (as P-DARTS's "
+                "authors do), or skip_dropout 0 without a schedule.")
         self.skipped_batches = 0
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
         # expect them in its reducer (they never receive .grad from the weight step's backward).

@@ -25,13 +25,15 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from darts_pl.errors import ConfigurationError, check_finite
-from darts_pl.genotypes import GenotypeError, to_dict
+from darts_pl.genotypes import GenotypeError, NB201Genotype, to_dict
 from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.networks.cnn import NetworkCIFAR, NetworkImageNet, cnn_genotype
+from darts_pl.networks.nb201 import NB201Network
 
-NETWORKS: dict[str, type[NetworkCIFAR] | type[NetworkImageNet]] = {
+NETWORKS: dict[str, type[NetworkCIFAR] | type[NetworkImageNet] | type[NB201Network]] = {
     "cifar": NetworkCIFAR,
     "imagenet": NetworkImageNet,
+    "nb201": NB201Network,
 }
 
 
@@ -53,10 +55,11 @@ class LitClassifier(ResumableRNG):
     Args:
         genotype: The cell: a published name (``DARTS_V2``), the path of a search's ``genotype.json``, or
             an inline mapping with ``normal``, ``normal_concat``, ``reduce``, ``reduce_concat``.
-        network: ``"cifar"`` (``NetworkCIFAR``, 32×32 inputs) or ``"imagenet"`` (``NetworkImageNet``,
-            the mobile setting, 224×224 inputs).
-        channels: Initial channels C (36 on CIFAR-10, 48 on ImageNet in the paper).
-        num_cells: Cells (20 on CIFAR-10, 14 on ImageNet).
+        network: ``"cifar"`` (``NetworkCIFAR``, 32×32 inputs), ``"imagenet"`` (``NetworkImageNet``,
+            the mobile setting, 224×224 inputs) or ``"nb201"`` (``NB201Network``, a NAS-Bench-201 cell given
+            as an architecture string or an NB201 search's ``genotype.json``; no auxiliary head, no drop path).
+        channels: Initial channels C (36 on CIFAR-10, 48 on ImageNet in the paper; 16 in NAS-Bench-201).
+        num_cells: Cells (20 on CIFAR-10, 14 on ImageNet); for ``nb201``, cells per stage (N=5).
         num_classes: Classes (linked from the data module by the CLI).
         in_channels: Image channels (linked from the data module by the CLI).
         auxiliary: Train with the auxiliary head after the cell at 2/3 of the depth.
@@ -74,7 +77,7 @@ class LitClassifier(ResumableRNG):
     def __init__(
         self,
         genotype: str | dict[str, Any],
-        network: Literal["cifar", "imagenet"] = "cifar",
+        network: Literal["cifar", "imagenet", "nb201"] = "cifar",
         channels: int = 36,
         num_cells: int = 20,
         num_classes: int = 10,
@@ -93,6 +96,13 @@ class LitClassifier(ResumableRNG):
             cell = cnn_genotype(genotype)
         except GenotypeError as err:
             raise GenotypeError(f"LitClassifier: --model.genotype {genotype!r}: {err}") from None
+        if isinstance(cell, NB201Genotype) != (network == "nb201"):
+            raise GenotypeError(f"LitClassifier: --model.genotype {genotype!r} does not fit network={network!r}: "
+                                "a NAS-Bench-201 cell trains with --model.network nb201, a DARTS cell with cifar or "
+                                "imagenet.")
+        if network == "nb201" and drop_path_prob > 0:
+            raise ConfigurationError(f"LitClassifier: drop_path_prob={drop_path_prob}, but the NAS-Bench-201 network "
+                                     "has no drop path (nor has the benchmark's recipe); set --model.drop_path_prob 0.")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.hparams["genotype"] = to_dict(cell)  # the checkpoint does not depend on the json file
         self.network = NETWORKS[network](cell, channels=channels, num_cells=num_cells, num_classes=num_classes,

@@ -12,3 +12,6 @@ __all__ = ["AuxiliaryHeadCIFAR", "AuxiliaryHeadImageNet", "Cell", "NetworkCIFAR"
 from darts_pl.networks.rnn import DARTSCell, RNNModel
 
 __all__ += ["DARTSCell", "RNNModel"]
+from darts_pl.networks.nb201 import NB201Cell, NB201Network  # noqa: E402
+
+__all__ += ["NB201Cell", "NB201Network"]

@@ -11,6 +11,13 @@ Notes (deviations from the paper's text, as in the original code):
     * Alphas are initialised to ``1e-3 · N(0, 1)`` by default (the paper says zeros: ``alpha_init="zeros"``).
     * The ``none`` op contributes exactly zero, so the mixed op never runs it (no tensor is allocated);
       its alpha still takes part in the softmax and receives a gradient through it.
+
+PC-DARTS (Xu et al., 2020) adds two things, both options of :class:`CNNSearchSpace`: partial channels are an
+edge (``edge=PartialChannel(k)``); edge normalisation (``edge_normalization=True``) is a second architecture
+tensor per cell type, ``arch["normal_edges"]`` and ``arch["reduce_edges"]`` (one value per edge, softmax over
+each node's incoming edges), which scales every edge's output and multiplies into the probabilities the
+derivation reads. Its ImageNet search network has a stem of three stride-2 convolutions (``stem="imagenet"``,
+the authors' ``model_search_imagenet.py``).
 """
 from __future__ import annotations
 
@@ -26,13 +33,14 @@ from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
 from darts_pl.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, make_op
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
 from darts_pl.search.derivation import Derivation
-from darts_pl.search.edges import Edge, MixedOp, WeightedSum
+from darts_pl.search.edges import Edge, MixedOp, SkipDropout, WeightedSum
 from darts_pl.search.relaxation import EdgeWeights, Relaxation
 
 
 class SearchCell(nn.Module):
     def __init__(self, num_nodes: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
-                 reduction: bool, reduction_prev: bool, primitives: Sequence[str], edge: Edge) -> None:
+                 reduction: bool, reduction_prev: bool, primitives: Sequence[Sequence[str]], edge: Edge,
+                 skip_dropout: nn.Module | None = None) -> None:
         super().__init__()
         self.reduction = reduction
         self.num_nodes = num_nodes
@@ -43,18 +51,24 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
         strides = [2 if reduction and j < 2 else 1 for i in range(num_nodes) for j in range(2 + i)]
-        self.edges = nn.ModuleList(MixedOp(channels, s, primitives, edge.build_extra(channels, s)) for s in strides)
+        self.edges = nn.ModuleList(MixedOp(edge.op_channels(channels), s, ops, edge.build_extra(channels, s),
+                                           skip_dropout) for s, ops in zip(strides, primitives))  # ops: per edge
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: EdgeWeights, edge: Edge) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: EdgeWeights, edge: Edge,
+                edge_scales: torch.Tensor | None = None) -> torch.Tensor:
         rows = [row.unbind(0) for row in weights.weights.unbind(0)]  # (edges, ops) -> per-edge scalars
         index = weights.index.tolist() if weights.index is not None else [None] * len(rows)  # one host sync
+        scales = edge_scales.unbind(0) if edge_scales is not None else None  # (edges,) -> per-edge scalars
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.num_nodes):
             node = None
             for j, h in enumerate(states):
                 e = offset + j
-                y = edge(self.edges[e], h, rows[e], index[e])
+                if scales is None:
+                    y = edge(self.edges[e], h, rows[e], index[e])
+                else:  # PC-DARTS edge normalisation: the whole edge output, passed channels too
+                    y = edge.scaled(self.edges[e], h, rows[e], index[e], scales[e])
                 node = y if node is None else node.add_(y)  # edge outputs are fresh: sum in place
             offset += len(states)
             states.append(node)
@@ -82,6 +96,22 @@ class CNNSearchSpace(SearchSpace):
             rounding, and faster on CPU (on this project's 2-core benchmark, when it was introduced, the
             supernet's forward+backward took about 0.6x the time of the default format).
         label_smoothing: Label smoothing of the cross-entropy (0 in the paper's search).
+        edge_normalization: PC-DARTS's edge normalisation: a weight per edge, ``softmax`` over each node's incoming
+            edges, scales the edge's output; the genotype is derived from ``probabilities × edge weight`` (the
+            authors' ``genotype()``), by the space's ``derivation``. Initialised as the alphas (``alpha_init``).
+        stem: ``"cifar"``: one 3×3 convolution (DARTS); ``"imagenet"``: PC-DARTS's ImageNet search stem, two
+            stride-2 3×3 convolutions (``stem_multiplier · channels / 2``, then ``· channels`` wide) giving the
+            first cell's ``c_{k-2}``, and a third (ReLU, stride-2 conv, BN) giving its ``c_{k-1}``: the input is
+            8× smaller at the first cell, whose ``c_{k-2}`` is reduced as after a reduction cell.
+        edge_primitives: The candidate ops of each edge, per cell type: ``{"normal": [[op, ...] per edge], "reduce":
+            ...}``, one row per edge in alpha row order (:meth:`edge_labels`), names from ``primitives``, every row of
+            a cell type equally long (a cell type left out gets ``primitives`` on every edge). The alphas of a cell
+            type are then ``(edges, row length)``, column ``j`` of row ``e`` being the op
+            ``edge_primitives[cell][e][j]``, and only those ops are built (P-DARTS's pruned stages, or a space
+            pruned by hand). :meth:`edge_probs` still has one column per ``primitives`` name (zero for an op an
+            edge does not have), so monitors, the alpha history and derivation read every stage alike.
+        skip_dropout: Dropout rate on the output of stride-1 skip connections (P-DARTS; 0 disables it). A schedule
+            moves it through the target ``space.skip_dropout.p``.
     """
 
     task = "classification"
@@ -100,9 +130,13 @@ class CNNSearchSpace(SearchSpace):
         alpha_init_scale: float = 1e-3,
         channels_last: bool = True,
         label_smoothing: float = 0.0,
+        edge_normalization: bool = False,
+        stem: Literal["cifar", "imagenet"] = "cifar",
         relaxation: Relaxation | None = None,
         edge: Edge | None = None,
         derivation: Derivation | None = None,
+        edge_primitives: dict[str, list[list[str]]] | None = None,
+        skip_dropout: float = 0.0,
     ) -> None:
         super().__init__(relaxation, derivation)
         self.edge = edge if edge is not None else WeightedSum()
@@ -117,30 +151,38 @@ class CNNSearchSpace(SearchSpace):
         self.num_nodes = num_nodes
         self.multiplier = multiplier
         self._primitives = list(primitives)
+        check_primitives("CNNSearchSpace", self._primitives)
         for name in self._primitives:
             make_op(name, 2, 1, False)  # fail early, listing the known names, on an unknown primitive
+        num_edges = sum(2 + i for i in range(num_nodes))
+        self._edge_primitives = check_edge_primitives(edge_primitives, self._primitives, num_edges, num_nodes)
+        self.skip_dropout = SkipDropout(skip_dropout)
         self.channels_last = channels_last
         self.label_smoothing = label_smoothing
 
         c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem, self.stem1 = _stem(stem, in_channels, c_stem)
         c_prev_prev, c_prev, c_curr = c_stem, c_stem, channels
         self.cells = nn.ModuleList()
-        reduction_prev = False
+        reduction_prev = self.stem1 is not None  # c_{k-2} of the first cell is twice the size of c_{k-1}
         for i in range(num_cells):
             reduction = i in (num_cells // 3, 2 * num_cells // 3)
             if reduction:
                 c_curr *= 2
-            self.cells.append(SearchCell(num_nodes, multiplier, c_prev_prev, c_prev, c_curr, reduction,
-                                         reduction_prev, self._primitives, self.edge))
+            self.cells.append(SearchCell(num_nodes, multiplier, c_prev_prev, c_prev, c_curr, reduction, reduction_prev,
+                                         self._edge_primitives["reduce" if reduction else "normal"], self.edge,
+                                         self.skip_dropout))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
-        num_edges = sum(2 + i for i in range(num_nodes))
-        self.arch["normal"] = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
-        self.arch["reduce"] = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
+        for cell in ("normal", "reduce"):  # (edges, ops of each edge)
+            self.arch[cell] = init_alpha(num_edges, len(self._edge_primitives[cell][0]), alpha_init, alpha_init_scale)
+        self.edge_normalization = edge_normalization
+        if edge_normalization:  # the authors' betas: after the alphas, normal before reduce
+            self.arch["normal_edges"] = nn.Parameter(init_alpha(num_edges, 1, alpha_init, alpha_init_scale)[:, 0])
+            self.arch["reduce_edges"] = nn.Parameter(init_alpha(num_edges, 1, alpha_init, alpha_init_scale)[:, 0])
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -148,13 +190,32 @@ class CNNSearchSpace(SearchSpace):
     def primitives(self) -> list[str]:
         return list(self._primitives)
 
+    @property
+    def edge_primitives(self) -> dict[str, list[list[str]]]:
+        """The candidate ops of every edge per cell type, in alpha column order."""
+        return {cell: [list(row) for row in rows] for cell, rows in self._edge_primitives.items()}
+
+    def edge_probs(self) -> dict[str, torch.Tensor]:
+        """The relaxation's probabilities, one column per name of :attr:`primitives`: ``(edges, len(primitives))``,
+        zero for an op an edge does not have (see ``edge_primitives``)."""
+        probs = super().edge_probs()  # {cell: (edges, ops of each edge)}
+        for cell, rows in self._edge_primitives.items():
+            if [list(row) for row in rows] != [self._primitives] * len(rows):
+                columns = torch.tensor([[self._primitives.index(op) for op in row] for row in rows])  # (edges, ops)
+                full = probs[cell].new_zeros(len(rows), len(self._primitives))
+                probs[cell] = full.scatter_(1, columns, probs[cell])  # (edges, len(primitives))
+        return probs
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         weights = self.edge_weights()  # {cell type: (edges, ops)}, one sample per forward
-        s0 = s1 = self.stem(x)
+        scales = self.edge_scales()  # {cell type: (edges,)} with edge normalisation, else {}
+        s0 = self.stem(x)
+        s1 = self.stem1(s0) if self.stem1 is not None else s0
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"], self.edge)
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], self.edge, scales.get(kind))
         return self.classifier(self.global_pooling(s1).flatten(1))  # (B, classes)
 
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
@@ -170,10 +231,98 @@ class CNNSearchSpace(SearchSpace):
             labels += [f"{names[j] if j < 2 else j - 2}->{i}" for j in range(2 + i)]
         return labels
 
+    def edge_scales(self) -> dict[str, torch.Tensor]:
+        """PC-DARTS's normalised edge weights per cell type, ``{"normal": (edges,), ...}``: for each node, the softmax
+        of its incoming edges' values (paper Eq. 3); ``{}`` without edge normalisation."""
+        if not self.edge_normalization:
+            return {}
+        sizes = [2 + i for i in range(self.num_nodes)]  # incoming edges of each node, in row order
+        return {cell: torch.cat([F.softmax(beta, dim=-1) for beta in self.arch[f"{cell}_edges"].split(sizes)])
+                for cell in self.cell_types}
+
     def genotype(self) -> Genotype:
         probs = self.edge_probs()
+        with torch.no_grad():
+            for cell, scale in self.edge_scales().items():  # PC-DARTS: strength = probability × edge weight
+                probs[cell] = probs[cell] * scale.float().cpu()[:, None]  # (edges, ops)
         return derive_cnn(probs["normal"].tolist(), probs["reduce"].tolist(), num_nodes=self.num_nodes,
-                          multiplier=self.multiplier, primitives=self._primitives, select=self.derivation.select)
+                          multiplier=self.multiplier, primitives=self._primitives,
+                          select=self.derivation.for_cell("normal"), reduce_select=self.derivation.for_cell("reduce"))
+
+
+def _stem(kind: str, in_channels: int, c_stem: int) -> tuple[nn.Module, nn.Module | None]:
+    """The stem giving the first cell's inputs: (the module giving ``c_{k-2}``, the one giving ``c_{k-1}`` from it,
+    or none when both inputs are the same)."""
+    if kind == "cifar":
+        return nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)), None
+    if kind == "imagenet":  # the authors' stem0 and stem1 (their in-place ReLU gives the same values)
+        stem0 = nn.Sequential(
+            nn.Conv2d(in_channels, c_stem // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_stem // 2),
+            nn.ReLU(), nn.Conv2d(c_stem // 2, c_stem, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        stem1 = nn.Sequential(nn.ReLU(), nn.Conv2d(c_stem, c_stem, 3, stride=2, padding=1, bias=False),
+                              nn.BatchNorm2d(c_stem))
+        return stem0, stem1
+    raise ConfigurationError(f"CNNSearchSpace: unknown stem={kind!r}; use 'cifar' (DARTS) or 'imagenet' (PC-DARTS's "
+                             "ImageNet search network).")
+
+
+def check_primitives(owner: str, primitives: Sequence[str]) -> None:
+    """A space's candidate ops: at least one besides ``none``, each once."""
+    shown = primitives if isinstance(primitives, str) else list(primitives)
+    if isinstance(primitives, str) or not [name for name in primitives if name != "none"]:
+        raise ConfigurationError(f"{owner}: primitives={shown!r} has no op besides 'none'; list the candidate ops of "
+                                 "an edge, e.g. [skip_connect, sep_conv_3x3].")
+    twice = sorted({name for name in primitives if shown.count(name) > 1})
+    if twice:
+        raise ConfigurationError(f"{owner}: primitives={shown} names {', '.join(twice)} more than once; list each op "
+                                 "once (two columns of one op would split its weight).")
+
+
+def check_edge_primitives(edge_primitives: dict[str, list[list[str]]] | None, primitives: Sequence[str],
+                          num_edges: int, num_nodes: int) -> dict[str, list[list[str]]]:
+    """``edge_primitives`` checked against the space (``primitives`` on every edge of a cell type left out).
+
+    Raises:
+        ConfigurationError: an unknown cell type or op name, a wrong number of rows, an empty row, a row with
+            ``none`` alone or an op twice, rows of unequal length.
+    """
+    given = dict(edge_primitives or {})
+    unknown = sorted(set(given) - {"normal", "reduce"})
+    if unknown:
+        raise ConfigurationError(f"CNNSearchSpace: edge_primitives has cell types {unknown}; use 'normal' and/or "
+                                 "'reduce' (a cell type left out gets every op of `primitives` on every edge).")
+    out = {}
+    for cell in ("normal", "reduce"):
+        rows = given.get(cell)
+        if rows is None:
+            out[cell] = [list(primitives) for _ in range(num_edges)]
+            continue
+        where = f"CNNSearchSpace: edge_primitives[{cell!r}]"
+        if len(rows) != num_edges:
+            raise ConfigurationError(f"{where} has {len(rows)} rows; a cell of {num_nodes} nodes has {num_edges} "
+                                     "edges: give one list of op names per edge, in alpha row order (c_{k-2}->0, "
+                                     "c_{k-1}->0, c_{k-2}->1, ...).")
+        for e, row in enumerate(rows):
+            _check_edge_row(f"{where}[{e}]", row, primitives)
+            if len(row) != len(rows[0]):
+                raise ConfigurationError(f"{where}[{e}] has {len(row)} ops, edge 0 has {len(rows[0])}; every edge of "
+                                         "a cell type needs the same number of ops (its alphas are one (edges, ops) "
+                                         "tensor).")
+        out[cell] = [list(row) for row in rows]
+    return out
+
+
+def _check_edge_row(where: str, row: Sequence[str], primitives: Sequence[str]) -> None:
+    if isinstance(row, str) or not row:
+        raise ConfigurationError(f"{where} is {row!r}; give a non-empty list of op names.")
+    for name in row:
+        if name not in primitives:
+            raise ConfigurationError(f"{where}: unknown op {name!r}; known (primitives): {', '.join(primitives)}.")
+    if len(set(row)) != len(row):
+        raise ConfigurationError(f"{where} = {list(row)} names an op twice; list each op once.")
+    if all(name == "none" for name in row):
+        raise ConfigurationError(f"{where} = {list(row)} has no op besides 'none'; keep at least one other op on "
+                                 "every edge.")
 
 
 def _check_sizes(**sizes: int) -> None:

@@ -3,9 +3,10 @@ combines them (:class:`Edge`), chosen by the space's config.
 
 DARTS sums every candidate op weighted by its probability (paper Eq. 2): :class:`WeightedSum`. Variants
 change only this combination: GDAS runs only the sampled op, DARTS- adds an auxiliary skip connection
-scaled by a decaying coefficient. An ``Edge`` is given to the space (``CNNSearchSpace(edge=...)``) and
-called with each edge's ops at forward time, so it holds no per-edge modules itself; extra per-edge
-modules it needs are built by :meth:`Edge.build_extra` and kept by the ``MixedOp``.
+scaled by a decaying coefficient, PC-DARTS sends only a fraction of the channels through the ops. An ``Edge``
+is given to the space (``CNNSearchSpace(edge=...)``) and called with each edge's ops at forward time, so it
+holds no per-edge modules itself; extra per-edge modules it needs are built by :meth:`Edge.build_extra` and
+kept by the ``MixedOp``, whose ops are :meth:`Edge.op_channels` wide.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts_pl.ops import FactorizedReduce, PreActivated, make_op, scaled
+from darts_pl.errors import ConfigurationError
+from darts_pl.ops import FactorizedReduce, MaxPool, PreActivated, make_op, scaled
 
 
 class MixedOp(nn.Module):
@@ -30,9 +32,12 @@ class MixedOp(nn.Module):
         stride: 2 on the edges from the cell inputs of a reduction cell, else 1.
         primitives: Names of the candidate ops (columns of the architecture tensor).
         extra: A module the space's :class:`Edge` keeps per edge (DARTS-'s auxiliary skip), or none.
+        skip_dropout: Applied to the output of ``skip_connect`` on a stride-1 edge (the identity), as P-DARTS's
+            ``MixedOp`` does; one module shared by every edge of the space, so one schedule sets its rate.
     """
 
-    def __init__(self, channels: int, stride: int, primitives: Sequence[str], extra: nn.Module | None = None) -> None:
+    def __init__(self, channels: int, stride: int, primitives: Sequence[str], extra: nn.Module | None = None,
+                 skip_dropout: nn.Module | None = None) -> None:
         super().__init__()
         self.stride = stride
         self.columns: list[int] = []  # architecture-tensor column of each op kept (``none`` is not kept)
@@ -44,6 +49,8 @@ class MixedOp(nn.Module):
             op = make_op(name, channels, stride, affine=False)
             if "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            if name == "skip_connect" and stride == 1 and skip_dropout is not None:
+                op = nn.Sequential(op, skip_dropout)
             ops.append(op)
             self.columns.append(column)
             self.shares_relu.append(isinstance(op, PreActivated))
@@ -76,10 +83,35 @@ class MixedOp(nn.Module):
         return op.scaled(F.relu(x), weight) if self.shares_relu[k] else scaled(op, x, weight)
 
 
+class SkipDropout(nn.Module):
+    """P-DARTS's dropout on skip connections (Chen et al., 2019, Sec. 3.3): elementwise dropout with rate ``p`` on
+    the output of every stride-1 ``skip_connect`` in training, so the parameter-free path cannot win the search by
+    being the easiest to train; the identity in evaluation or at ``p = 0``. One instance is shared by every
+    ``MixedOp`` of a space (``space.skip_dropout``), and a schedule moves its ``p`` (target
+    ``space.skip_dropout.p``). As in the authors' code, stride-2 skip connections (factorized reduce) have none.
+
+    Args:
+        p: The dropout rate, in [0, 1).
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ConfigurationError(f"skip_dropout={p} must be in [0, 1) (P-DARTS uses 0.0 / 0.4 / 0.7 on CIFAR-10).")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.p, training=True) if self.training and self.p > 0 else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Edge(nn.Module):
     """How an edge combines its ops, given its row of edge weights (and the sampled op, if any).
 
-    Subclasses implement :meth:`forward`; :meth:`build_extra` adds a per-edge module to every ``MixedOp``.
+    Subclasses implement :meth:`forward`; :meth:`build_extra` adds a per-edge module to every ``MixedOp``;
+    :meth:`op_channels` says how wide the ``MixedOp``'s ops are.
     """
 
     #: Needs the relaxation's sampled ``index`` (GDAS).
@@ -87,6 +119,15 @@ class Edge(nn.Module):
 
     def build_extra(self, channels: int, stride: int) -> nn.Module | None:
         return None
+
+    def op_channels(self, channels: int) -> int:
+        """Channels of the candidate ops on an edge whose input and output have ``channels`` (all of them)."""
+        return channels
+
+    def scaled(self, mixed: MixedOp, x: torch.Tensor, weights: Sequence[torch.Tensor], index: int | None,
+               scale: torch.Tensor) -> torch.Tensor:
+        """``scale · forward(...)``: the edge's output times its normalised weight (PC-DARTS's edge normalisation)."""
+        return self(mixed, x, weights, index) * scale
 
     def forward(self, mixed: MixedOp, x: torch.Tensor, weights: Sequence[torch.Tensor],
                 index: int | None) -> torch.Tensor:
@@ -150,3 +191,65 @@ class AuxiliarySkip(Edge):
         if self.beta == 0 or mixed.extra is None:
             return out
         return out + self.beta * mixed.extra(x)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle, as PC-DARTS's ``channel_shuffle``: output channel ``i · groups + g`` is input
+    channel ``g · (C / groups) + i``. A channels-last input stays channels-last."""
+    b, c, h, w = x.shape
+    if groups == 1:
+        return x
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        y = x.permute(0, 2, 3, 1).unflatten(3, (groups, c // groups))  # (B, H, W, groups, C/groups), a view
+        return y.transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
+    return x.unflatten(1, (groups, c // groups)).transpose(1, 2).reshape(b, c, h, w)  # (B, C, H, W)
+
+
+class PartialChannel(Edge):
+    """PC-DARTS: only the first ``C / k`` channels of an edge's input go through the weighted sum of its ops; the
+    other channels pass by (max-pooled 2×2 on stride-2 edges), the two parts are concatenated and the channels
+    shuffled in ``k`` groups, so the next edge's sample holds other channels (Xu et al., 2020, Sec. 3.2, Eq. 2;
+    the authors' ``MixedOp`` in ``model_search.py``: ``k=4`` on CIFAR-10, 2 on ImageNet).
+
+    The ops are built ``C / k`` channels wide (:meth:`op_channels`): that is the method's memory saving.
+
+    Args:
+        k: The inverse of the fraction of channels sent through the ops (divides the channels of every edge).
+    """
+
+    def __init__(self, k: int = 4) -> None:
+        super().__init__()
+        if k < 1:
+            raise ConfigurationError(f"PartialChannel: k={k} must be >= 1 (1 sends every channel, as DARTS; "
+                                     "PC-DARTS uses 4 on CIFAR-10 and 2 on ImageNet).")
+        self.k = k
+        self.pool = MaxPool(2, 2)  # the passed channels of stride-2 edges; its backward stores no indices
+
+    def op_channels(self, channels: int) -> int:
+        if channels % self.k:
+            raise ConfigurationError(
+                f"PartialChannel: k={self.k} does not divide the {channels} channels of an edge; use a space whose "
+                f"channels are a multiple of {self.k} (e.g. --model.init_args.space.init_args.channels "
+                f"{max(self.k, channels // self.k * self.k)}), or another k.")
+        return channels // self.k
+
+    def forward(self, mixed: MixedOp, x: torch.Tensor, weights: Sequence[torch.Tensor],
+                index: int | None) -> torch.Tensor:
+        return self._partial(mixed, x, weights)
+
+    def scaled(self, mixed: MixedOp, x: torch.Tensor, weights: Sequence[torch.Tensor], index: int | None,
+               scale: torch.Tensor) -> torch.Tensor:
+        # The scale goes into the op weights (and so into their batch norms) and onto the passed channels: the
+        # backward then keeps no scaled copy of the whole edge output.
+        return self._partial(mixed, x, [w * scale for w in weights], scale)
+
+    def _partial(self, mixed: MixedOp, x: torch.Tensor, weights: Sequence[torch.Tensor],
+                 scale: torch.Tensor | None = None) -> torch.Tensor:
+        c = x.shape[1] // self.k
+        out = mixed.weighted_sum(x[:, :c], weights)  # (B, C/k, H', W')
+        if c == x.shape[1]:  # k = 1: every channel goes through the ops, as in DARTS
+            return out
+        rest = x[:, c:] if mixed.stride == 1 else self.pool(x[:, c:])  # (B, C - C/k, H', W')
+        if scale is not None:
+            rest = rest * scale
+        return channel_shuffle(torch.cat([out, rest], dim=1), self.k)  # (B, C, H', W')

@@ -52,6 +52,7 @@ from darts_pl.networks.rnn import (
     language_model_loss,
 )
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
+from darts_pl.search.cnn import check_primitives
 from darts_pl.search.derivation import Derivation
 from darts_pl.search.relaxation import Relaxation
 
@@ -150,6 +151,7 @@ class RNNSearchSpace(SearchSpace):
         if num_nodes < 1:
             raise ConfigurationError(f"RNNSearchSpace: num_nodes={num_nodes} must be >= 1 (8 in the paper).")
         self._primitives = list(primitives)
+        check_primitives("RNNSearchSpace", self._primitives)
         if not [name for name in self._primitives if name != "none"]:
             raise ConfigurationError(f"RNNSearchSpace: primitives={self._primitives} has no op besides 'none'; "
                              f"the paper's are {list(RNN_PRIMITIVES)}.")
@@ -173,6 +175,14 @@ class RNNSearchSpace(SearchSpace):
 
     # ------------------------------------------------------------------ objective
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
+        if not (isinstance(batch, dict) and {"input", "target"} <= set(batch)):
+            kind = f"{type(batch).__name__} batches" + (
+                f" of {tuple(batch[0].shape)}" if isinstance(batch, (list, tuple)) and batch and
+                torch.is_tensor(batch[0]) else "")
+            raise ConfigurationError(
+                f"RNNSearchSpace: the data module gives {kind}, not token windows {{'input', 'target'}}; the recurrent "
+                "space searches on text: use --data darts_pl.data.PTBDataModule (or WikiText2DataModule), or "
+                "CNNSearchSpace for images.")
         inputs, target = batch["input"], batch["target"]  # (T, B) each
         if inputs.size(1) < 2:
             setting = "batch_size" if self.training else "eval_batch_size"
