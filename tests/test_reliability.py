@@ -23,7 +23,7 @@ from darts_pl.strategies import FirstOrder, SecondOrder
 
 from .conftest import REPO
 
-TINY = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2",
+TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2",
         "--trainer.enable_progress_bar", "false", "--trainer.deterministic", "true",
         "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
         "--data.init_args.batch_size", "32"]
@@ -57,12 +57,12 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2 (of 3)
+    time.sleep(0.2)  # into epoch 1 (of 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_epoch = torch.load(ckpt, weights_only=False)["epoch"]
-    assert killed_epoch < 2, "the run finished before it could be killed"
+    assert killed_epoch < 1, "the run finished before it could be killed"
     assert not (root_b / "lightning_logs" / "version_0" / "genotype.json").exists()
 
     resumed = subprocess.run(cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,

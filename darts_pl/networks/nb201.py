@@ -15,7 +15,7 @@ as the benchmark lists.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -35,6 +35,24 @@ def nb201_genotype(spec: NB201GenotypeSpec) -> NB201Genotype:
         raise GenotypeError(f"genotype={spec!r} is a {type(genotype).__name__}, not a NAS-Bench-201 cell; pass an "
                             "architecture string ('|nor_conv_3x3~0|+|...|') or the genotype.json of an NB201 search.")
     return genotype
+
+
+def build_macro(network: nn.Module, in_channels: int, channels: int, num_cells: int,
+                make_cell: Callable[[int], nn.Module]) -> int:
+    """The benchmark's macro skeleton on ``network``: ``stem`` (conv 3x3 + BN), ``cells`` (3 stages of
+    ``num_cells`` cells of ``make_cell(width)``, a residual block halving the size and doubling the width
+    between stages) and ``lastact`` (BN + ReLU). Returns the final width."""
+    network.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+    network.cells = nn.ModuleList()
+    c = channels
+    for stage in range(3):
+        if stage:
+            network.cells.append(ResNetBasicblock(c, 2 * c, 2))
+            c *= 2
+        for _ in range(num_cells):
+            network.cells.append(make_cell(c))
+    network.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
+    return c
 
 
 class NB201Cell(nn.Module):
@@ -95,16 +113,7 @@ class NB201Network(nn.Module):
                 raise ConfigurationError(f"NB201Network: {name}={value} is too small; use {name} >= {least}.")
         self.genotype = nb201_genotype(genotype)
         self.drop_path_prob = 0.0  # the benchmark's recipe has no drop path; kept for LitClassifier's interface
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        self.cells = nn.ModuleList()
-        c = channels
-        for stage in range(3):
-            if stage:
-                self.cells.append(ResNetBasicblock(c, 2 * c, 2))
-                c *= 2
-            for _ in range(num_cells):
-                self.cells.append(NB201Cell(self.genotype, c))
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
+        c = build_macro(self, in_channels, channels, num_cells, lambda width: NB201Cell(self.genotype, width))
         self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c, num_classes)
 

@@ -35,8 +35,10 @@ import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import NB201_PRIMITIVES, NB201Genotype, argmax_edges, derive_nb201
-from darts_pl.ops import GlobalAvgPool, ResNetBasicblock, make_op
+from darts_pl.networks.nb201 import build_macro
+from darts_pl.ops import GlobalAvgPool, make_op
 from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
+from darts_pl.search.cnn import check_primitives
 from darts_pl.search.derivation import Derivation, TopK
 from darts_pl.search.edges import Edge, MixedOp, WeightedSum
 from darts_pl.search.relaxation import EdgeWeights, Relaxation
@@ -169,21 +171,14 @@ class NB201SearchSpace(SearchSpace):
         self.num_classes = num_classes
         self.num_nodes = num_nodes
         self._primitives = list(primitives)
+        check_primitives("NB201SearchSpace", self._primitives)
         for name in self._primitives:
             make_op(name, 2, 1, False)  # fail early, listing the known names, on an unknown primitive
         self.channels_last = channels_last
         self.label_smoothing = label_smoothing
 
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        self.cells = nn.ModuleList()
-        c = channels
-        for stage in range(3):
-            if stage:
-                self.cells.append(ResNetBasicblock(c, 2 * c, 2))
-                c *= 2
-            for _ in range(num_cells):
-                self.cells.append(NB201SearchCell(c, num_nodes, self._primitives, self.edge, track_running_stats))
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
+        c = build_macro(self, in_channels, channels, num_cells, lambda width: NB201SearchCell(
+            width, num_nodes, self._primitives, self.edge, track_running_stats))
         self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c, num_classes)
         self.arch["cell"] = init_alpha(num_nodes * (num_nodes - 1) // 2, len(self._primitives), alpha_init,
