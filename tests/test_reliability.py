@@ -47,8 +47,9 @@ def final_alphas(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -> None:
-    reference = subprocess.run(cli(tmp_path / "a"), env=env(), capture_output=True, text=True, timeout=300)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    # the uninterrupted run, alongside the one that is killed (one thread each)
+    reference_log = open(tmp_path / "a.log", "w")  # a file, not a pipe nobody reads while it runs
+    reference = subprocess.Popen(cli(tmp_path / "a"), env=env(), stdout=subprocess.DEVNULL, stderr=reference_log)
     run_a = tmp_path / "a" / "lightning_logs" / "version_0"
 
     root_b = tmp_path / "b"
@@ -67,6 +68,9 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -
 
     resumed = subprocess.run(cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,
                              timeout=300)
+    reference.wait(timeout=300)
+    reference_log.close()
+    assert reference.returncode == 0, (tmp_path / "a.log").read_text()[-3000:]
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run_b = root_b / "lightning_logs" / "version_0"
     assert sorted(p.name for p in (root_b / "lightning_logs").iterdir()) == ["version_0"]  # same run dir

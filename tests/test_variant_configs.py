@@ -44,7 +44,7 @@ def test_every_overlay_is_tested() -> None:
 
 @pytest.mark.parametrize("order", ["first", "second"])
 @pytest.mark.parametrize("variant", ALL)
-def test_variant_runs_on_the_quickstart(tmp_path: Path, variant: str, order: str, capsys) -> None:
+def test_variant_runs_on_the_quickstart(tmp_path: Path, variant: str, order: str, capsys, recwarn) -> None:
     second = order == "second"
     code = run(tmp_path, variant, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
                second_order=second)
@@ -59,6 +59,9 @@ def test_variant_runs_on_the_quickstart(tmp_path: Path, variant: str, order: str
     run_dir = tmp_path / "lightning_logs" / "version_0"
     genotype = load(run_dir / "genotype.json")
     assert genotype.normal and genotype.reduce
+    if variant == "fair_darts":  # two steps from sigmoid(0) = 0.5 leave every weight under the 0.85 threshold
+        assert {op for op, _ in genotype.normal + genotype.reduce} == {"none"}
+        assert any("keeps no op on any edge" in str(w.message) for w in recwarn)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     arch = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("space.arch.")}
     assert set(arch) >= {"space.arch.normal", "space.arch.reduce"}

@@ -104,6 +104,12 @@ class GenotypeCheckpoint(Callback):
             self._draw(genotype, directory / "genotype")
             arch = f" (NAS-Bench-201: {genotype})" if isinstance(genotype, genotypes.NB201Genotype) else ""
             rank_zero_info(f"Final genotype written to {path}{arch}")
+            empty = [cell for cell in ("normal", "reduce") if isinstance(genotype, genotypes.Genotype)
+                     and all(op == "none" for op, _ in getattr(genotype, cell))]
+            if empty:
+                rank_zero_warn(f"The derived {' and '.join(empty)} cell keeps no op on any edge (every edge is "
+                               "'none': no weight reached the derivation's threshold); a network built from it "
+                               "passes nothing through those cells. Search longer, or lower the threshold.")
 
     def _draw(self, genotype: genotypes.AnyGenotype, stem: Path) -> dict[str, Path]:
         """``<stem>_<cell>.png`` per cell; a drawing failure is reported, never raised."""
