@@ -188,6 +188,35 @@ class DepthwiseConv2d(nn.Conv2d):
         return s == d and p % d == 0
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A 1×1 convolution without bias (``nn.Conv2d(c_in, c_out, 1, stride)``, the same parameters and state dict).
+
+    On the CPU a strided one runs as the stride-1 convolution of ``x[:, :, ::s, ::s]``: the same sums, and
+    oneDNN never sees a strided 1×1 convolution. Its AVX2 backward-weights kernel for strided 1×1
+    convolutions (``jit_avx2_1x1_convolution_bwd_weights_t``, oneDNN 3.x as bundled with torch 2.14) writes
+    past the end of a heap buffer when the input has fewer than 8 channels and one thread runs it: a heap
+    corruption that aborts Python later, at an unrelated ``free`` (``docs/upstream/onednn-strided-1x1-bwd-
+    weights.md`` has the reproduction and the sweep). PC-DARTS's partial channels and small supernets build
+    exactly such convolutions in the stride-2 skip connection (``FactorizedReduce``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sh, sw = self.stride
+        if x.device.type != "cpu" or (sh, sw) == (1, 1):
+            return super().forward(x)
+        return F.conv2d(x[:, :, ::sh, ::sw], self.weight)  # (B, C_out, ceil(H/sh), ceil(W/sw)), as the strided conv
+
+
+def conv2d(c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
+    """``nn.Conv2d`` without bias; a :class:`PointwiseConv2d` for an unpadded 1×1 convolution."""
+    if kernel_size == 1 and padding == 0:
+        return PointwiseConv2d(c_in, c_out, stride)
+    return nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False)
+
+
 class PreActivated(nn.Module):
     """A block computing ``body(relu(x))``; ``preactivated`` skips the ReLU for a caller that did it."""
 
@@ -209,7 +238,7 @@ class ReLUConvBN(PreActivated):
                  affine: bool = True) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
+            conv2d(c_in, c_out, kernel_size, stride, padding),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -222,7 +251,7 @@ class DilConv(PreActivated):
         super().__init__()
         self.body = nn.Sequential(
             DepthwiseConv2d(c_in, kernel_size, stride=stride, padding=padding, dilation=dilation),
-            nn.Conv2d(c_in, c_out, kernel_size=1, bias=False),
+            PointwiseConv2d(c_in, c_out),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -251,8 +280,8 @@ class FactorizedReduce(PreActivated):
         if c_out % 2:
             raise ConfigurationError(f"FactorizedReduce needs an even number of output channels, got c_out={c_out}; "
                              "use an even channel count (e.g. --model.space.init_args.channels 16).")
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = PointwiseConv2d(c_in, c_out // 2, stride=2)
+        self.conv_2 = PointwiseConv2d(c_in, c_out // 2, stride=2)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def preactivated(self, relu_x: torch.Tensor) -> torch.Tensor:
@@ -351,7 +380,7 @@ class ResNetBasicblock(nn.Module):
         self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, affine)
         if stride == 2:
             self.downsample: nn.Module | None = nn.Sequential(
-                nn.AvgPool2d(2, stride=2, padding=0), nn.Conv2d(c_in, c_out, 1, bias=False))
+                nn.AvgPool2d(2, stride=2, padding=0), PointwiseConv2d(c_in, c_out))
         elif c_in != c_out:
             self.downsample = ReLUConvBN(c_in, c_out, 1, 1, 0, affine)
         else:

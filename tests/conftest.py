@@ -12,6 +12,9 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Run oneDNN's AVX2 kernels on every machine (before the first convolution picks them): AVX2-only CPUs are where its
+# strided 1x1 backward-weights kernel corrupted the heap (tests/crash_sweep.py), and an AVX-512 machine hides that.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 # Tests use tiny tensors, where intra-op threads buy nothing and two busy processes that each spin two
 # OpenMP threads on a 2-core machine slow each other down several-fold.
 torch.set_num_threads(int(os.environ.get("DARTS_PL_TEST_THREADS", "1")))
