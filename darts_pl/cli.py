@@ -33,8 +33,14 @@ from darts_pl.callbacks.rundir import claim_version, newest_run, run_dir, versio
 from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
+from darts_pl.modules.search import LitSearch
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
+_DDP_FAMILY = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def _leaves_parameters_unused(model: Any) -> bool:
+    return isinstance(model, LitSearch) and model.space.unused_parameters
 
 
 def _import(class_path: str) -> Any:
@@ -103,6 +109,12 @@ class DartsCLI(LightningCLI):
             DartsCLI.claimed = place_run(cfg)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        strategy = (self._get(self.config_init, "trainer", default={}) or {}).get("strategy")
+        if isinstance(strategy, str) and strategy in _DDP_FAMILY and _leaves_parameters_unused(self.model):
+            # Ops not sampled in a step get no gradient: Lightning's registered variant tells DDP so.
+            kwargs["strategy"] = f"{strategy}_find_unused_parameters_true"
+            print(f"darts-pl: --trainer.strategy {strategy}: using {kwargs['strategy']} (the search space runs one "
+                  "sampled op per edge, so the others get no gradient in a step).", file=sys.stderr)
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -114,6 +126,8 @@ class DartsCLI(LightningCLI):
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         if ckpt_path:
             check_compatible(self.model, ckpt_path)
+        if isinstance(self.model, LitSearch):
+            self.model.check_fit(self.trainer)  # schedules' ranges and DDP's settings, before any file is written
 
 
 class RunConfig(SaveConfigCallback):

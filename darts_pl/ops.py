@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
+from darts_pl.genotypes import PARAMETER_FREE
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -448,4 +449,4 @@ def make_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
 
 def is_parameter_free(name: str) -> bool:
     """Ops with no weights (skip connections and pooling); a cell full of them is a collapsed cell."""
-    return name in ("skip_connect", "max_pool_3x3", "avg_pool_3x3")
+    return name in PARAMETER_FREE

@@ -172,7 +172,9 @@ def test_a_darts_pl_checkpoint_loads_from_its_path_alone_and_is_named_by_iterati
     assert isinstance(module.strategy, FirstOrder)
     state = module.state_dict()
     assert state.keys() == saved["state_dict"].keys()
-    assert all(torch.equal(state[key], value) for key, value in saved["state_dict"].items())
+    assert all(torch.equal(state[key], value) if torch.is_tensor(value) else state[key] == value
+               for key, value in saved["state_dict"].items())  # parts' extra state (a weight, a threshold) too
+    assert saved["state_dict"]["regularizers.0._extra_state"] == {"weight": 10.0}
     optimizer = module.weight_optimizer(module.space.weight_parameters())
     assert optimizer.defaults["lr"] == 0.005 and optimizer.defaults["momentum"] == 0.9
 

@@ -19,8 +19,8 @@ from darts_pl.cli import main
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype
 from darts_pl.modules import LitSearch
+from darts_pl.parts.edges import channel_shuffle
 from darts_pl.search import CNNSearchSpace, MixedOp, PartialChannel, WeightedSum
-from darts_pl.search.edges import channel_shuffle
 
 from .conftest import REPO
 

@@ -68,6 +68,7 @@ def mixed_with(fns: list[Callable[[torch.Tensor], torch.Tensor]], stride: int = 
     mixed.shares_relu = [False] * len(fns)
     mixed._any_relu = False
     mixed._position = {c: c for c in mixed.columns}
+    mixed.wrappers = [[] for _ in fns]
     return mixed
 
 
@@ -77,8 +78,7 @@ class ArchOnlySpace(SearchSpace):
 
     def __init__(self, normal: torch.Tensor, reduce: torch.Tensor, coefficients: dict[str, tuple]) -> None:
         super().__init__()
-        self.arch["normal"] = nn.Parameter(normal.clone())
-        self.arch["reduce"] = nn.Parameter(reduce.clone())
+        self.add_cells({"normal": nn.Parameter(normal.clone()), "reduce": nn.Parameter(reduce.clone())})
         self.coefficients = coefficients
         self.calls: list[bool] = []
 
@@ -208,7 +208,7 @@ def test_stochastic_relaxations_refuse_second_order() -> None:
     for relaxation in (GumbelSoftmax(), Dirichlet()):
         edge = SampledOp() if relaxation.samples else None
         space = CNNSearchSpace(num_classes=3, in_channels=1, channels=4, num_cells=3, relaxation=relaxation, edge=edge)
-        with pytest.raises(ConfigurationError, match="cannot be combined with the stochastic relaxation"):
+        with pytest.raises(ConfigurationError, match="cannot be combined with parts that draw noise"):
             LitSearch(space, strategy=SecondOrder())
 
 

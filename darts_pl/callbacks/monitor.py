@@ -68,12 +68,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from darts_pl.atomic import atomic_open
+from darts_pl.atomic import atomic_open, atomic_write
 from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import Genotype, NB201Genotype, atomic_write_text
-from darts_pl.ops import is_parameter_free
+from darts_pl.genotypes import CellGenotype
 
 HISTORY_ARRAYS = "alpha_history.npz"
 HISTORY_META = "alpha_history.json"
@@ -187,7 +186,7 @@ class AlphaHistory:
         meta = json.dumps(self.metadata(), indent=1) + "\n"
         with atomic_open(directory / HISTORY_ARRAYS, "wb") as handle:
             np.savez(handle, meta=np.array(meta), **self.arrays())
-        return directory / HISTORY_ARRAYS, atomic_write_text(directory / HISTORY_META, meta)
+        return directory / HISTORY_ARRAYS, atomic_write(directory / HISTORY_META, meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> AlphaHistory:
@@ -221,19 +220,6 @@ class AlphaHistory:
 def edge_key(cell: str, edge: int, op: str, num_edges: int) -> str:
     """Scalar key of one op's probability: ``alpha/<cell>/edge_<NN>/<op>`` with ``NN`` zero-padded."""
     return f"alpha/{cell}/edge_{edge:0{len(str(max(num_edges - 1, 0)))}d}/{op}"
-
-
-def collapse_counts(genotype: Any, cell: str = "normal") -> dict[str, int]:
-    """Skip connections and parameter-free ops (skip, pooling) in one cell of a convolutional genotype (the
-    NAS-Bench-201 cell: ``cell="cell"``)."""
-    if isinstance(genotype, NB201Genotype):
-        ops = [op for node in genotype.nodes for op, _ in node]
-    elif isinstance(genotype, Genotype):
-        ops = [op for op, _ in getattr(genotype, cell)]
-    else:
-        return {}
-    return {"num_skip_connect": sum(op == "skip_connect" for op in ops),
-            "num_parameter_free": sum(is_parameter_free(op) for op in ops)}
 
 
 class ArchitectureMonitor(Callback):
@@ -293,7 +279,7 @@ class ArchitectureMonitor(Callback):
             self._log_media(trainer, probs, primitives, labels, relaxation)
 
     def _log_scalars(self, pl_module: L.LightningModule, probs: dict[str, torch.Tensor], primitives: list[str],
-                     genotype: Any, relaxation: dict[str, Any]) -> None:
+                     genotype: CellGenotype, relaxation: dict[str, Any]) -> None:
         # Identical on every rank (alphas are synchronised), so every rank logs: monitors see the same values.
         metrics: dict[str, float] = {}
         for cell, p in probs.items():
@@ -301,14 +287,13 @@ class ArchitectureMonitor(Callback):
             if self.log_scalars:
                 for (edge, op), value in np.ndenumerate(p.numpy()):
                     metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)
-        edge_scales = getattr(pl_module.space, "edge_scales", None)  # architecture tensors beside the op tensors
-        for cell, scale in (edge_scales() if callable(edge_scales) and self.log_scalars else {}).items():
-            width = len(str(max(scale.numel() - 1, 0)))
+        for cell, scale in (pl_module.space.edge_scales() if self.log_scalars else {}).items():
+            width = len(str(max(scale.numel() - 1, 0)))  # PC-DARTS's edge weights, beside the op probabilities
             for edge, value in enumerate(scale.detach().float().cpu().tolist()):
                 metrics[f"edge_weight/{cell}/edge_{edge:0{width}d}"] = value
-        cell = "cell" if isinstance(genotype, NB201Genotype) else "normal"
-        for name, count in collapse_counts(genotype, cell).items():
-            metrics[f"collapse/{cell}/{name}"] = float(count)
+        for cell, counts in genotype.collapse_counts().items():
+            for name, count in counts.items():
+                metrics[f"collapse/{cell}/{name}"] = float(count)
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
