@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from darts_pl.errors import ConfigurationError
+from darts_pl.search.base import space_of
 
 
 class SkipConnectEarlyStop(Callback):
@@ -54,10 +55,8 @@ class SkipConnectEarlyStop(Callback):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from darts_pl.search.base import SearchSpace
-
-        space = getattr(pl_module, "space", None)
-        if not isinstance(space, SearchSpace):
+        space = space_of(pl_module)
+        if space is None:
             raise ConfigurationError(f"SkipConnectEarlyStop watches a search, but {type(pl_module).__name__} has no "
                                      "search space; remove the callback from this run.")
         genotype = space.genotype()
@@ -68,7 +67,9 @@ class SkipConnectEarlyStop(Callback):
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        counts = pl_module.space.genotype().collapse_counts()  # {cell: {"num_skip_connect": n, ...}}
+        space = space_of(pl_module)
+        assert space is not None
+        counts = space.genotype().collapse_counts()  # {cell: {"num_skip_connect": n, ...}}
         cell, count = max(((c, v["num_skip_connect"]) for c, v in counts.items()), key=lambda item: item[1])
         collapsed = count >= self.num_skip_connects and epoch + 1 >= self.min_epochs
         # The genotype is the same on every rank; agreeing explicitly keeps ranks in step regardless.

@@ -73,6 +73,7 @@ from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import CellGenotype
+from darts_pl.search.base import SearchSpace, space_of
 
 HISTORY_ARRAYS = "alpha_history.npz"
 HISTORY_META = "alpha_history.json"
@@ -82,13 +83,11 @@ SOFTMAX = {"name": "Softmax", "label": "softmax(alpha)", "normalized": True}
 """What ``relaxation`` is for a history or space that does not say (DARTS's softmax)."""
 
 
-def relaxation_of(space: Any) -> dict[str, Any]:
-    """``{"name", "label", "normalized"}`` of a search space's relaxation (softmax when it has none)."""
-    relaxation = getattr(space, "relaxation", None)
-    if relaxation is None:
-        return dict(SOFTMAX)
-    return {"name": type(relaxation).__name__, "label": str(getattr(relaxation, "label", SOFTMAX["label"])),
-            "normalized": bool(getattr(relaxation, "normalized", True))}
+def relaxation_of(space: SearchSpace) -> dict[str, Any]:
+    """``{"name", "label", "normalized"}`` of a search space's relaxation."""
+    relaxation = space.relaxation
+    return {"name": type(relaxation).__name__, "label": str(relaxation.label),
+            "normalized": bool(relaxation.normalized)}
 
 
 def alpha_entropy(probs: torch.Tensor, normalized: bool = True) -> float:
@@ -246,21 +245,21 @@ class ArchitectureMonitor(Callback):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        space = getattr(pl_module, "space", None)
         first = next(cb for cb in trainer.callbacks if isinstance(cb, ArchitectureMonitor))
         if first is not self:
             self._active = False
             rank_zero_info("ArchitectureMonitor is listed more than once; only the first one runs.")
-        elif not callable(getattr(space, "edge_probs", None)):
+        elif space_of(pl_module) is None:
             self._active = False
-            rank_zero_info(f"ArchitectureMonitor: {type(pl_module).__name__} has no search space "
-                           "(`space.edge_probs()`), so there are no alphas to monitor.")
+            rank_zero_info(f"ArchitectureMonitor: {type(pl_module).__name__} has no search space, so there are no "
+                           "alphas to monitor.")
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:
             return
-        space = pl_module.space
+        space = space_of(pl_module)
+        assert space is not None
         probs = {cell: p.detach().float().cpu() for cell, p in space.edge_probs().items()}  # {cell: (edges, ops)}
         primitives, labels = list(space.primitives), list(space.edge_labels())
         relaxation = relaxation_of(space)
@@ -287,7 +286,8 @@ class ArchitectureMonitor(Callback):
             if self.log_scalars:
                 for (edge, op), value in np.ndenumerate(p.numpy()):
                     metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)
-        for cell, scale in (pl_module.space.edge_scales() if self.log_scalars else {}).items():
+        space = space_of(pl_module)
+        for cell, scale in (space.edge_scales() if self.log_scalars and space is not None else {}).items():
             width = len(str(max(scale.numel() - 1, 0)))  # PC-DARTS's edge weights, beside the op probabilities
             for edge, value in enumerate(scale.detach().float().cpu().tolist()):
                 metrics[f"edge_weight/{cell}/edge_{edge:0{width}d}"] = value

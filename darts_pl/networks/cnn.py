@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -45,8 +45,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 def cnn_genotype(spec: GenotypeSpec) -> Genotype:
     """A validated CNN genotype from a published name, a ``genotype.json`` path, a mapping or a genotype."""
     genotype = expect_kind(spec, "cnn", "a CNN genotype (DARTS_V1, DARTS_V2 or the genotype.json of a CNN search)")
-    assert isinstance(genotype, Genotype)
-    return genotype
+    return cast(Genotype, genotype)
 
 
 class Cell(nn.Module):

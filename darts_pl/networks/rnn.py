@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn as nn
@@ -39,8 +39,7 @@ def rnn_genotype(spec: RNNGenotypeSpec) -> RNNGenotype:
     """A validated recurrent genotype from a published name, a ``genotype.json`` path, a mapping or a genotype."""
     genotype = expect_kind(spec, "rnn", "a recurrent genotype (RNN_DARTS_V1, RNN_DARTS_V2 or the genotype.json of a "
                            "recurrent search)")
-    assert isinstance(genotype, RNNGenotype)
-    return genotype
+    return cast(RNNGenotype, genotype)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

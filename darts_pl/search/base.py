@@ -260,6 +260,11 @@ class SearchSpace(nn.Module, ABC):
         return f"{type(self).__name__} ({', '.join(self.cell_names)} cells; {len(self.primitives)} ops): {parts}"
 
 
+def space_of(module: nn.Module) -> SearchSpace | None:
+    """The search space a module (``LitSearch``) holds as a direct child, if any."""
+    return next((child for child in module.children() if isinstance(child, SearchSpace)), None)
+
+
 def _short(part: nn.Module) -> str:
     args = part.extra_repr()
     return f"{type(part).__name__}({args})" if args else type(part).__name__
