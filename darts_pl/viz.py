@@ -396,14 +396,15 @@ def save_cell_diagram(genotype: CellGenotype, path: str | os.PathLike[str], cell
 def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives: Sequence[str],
                        edge_labels: Sequence[str] | None = None, *, title: str | None = None,
                        ax: Axes | None = None, annotate: bool = True, label: str = "softmax(alpha)",
-                       reference: float | None = None) -> Figure:
+                       reference: float | None = None,
+                       selected: np.ndarray | Sequence[Sequence[bool]] | None = None) -> Figure:
     """Heatmap of one cell type's op probabilities (``label``; softmax(alpha) in DARTS): edges down, ops across.
 
     Colours show the distance from ``reference``, the value of an undecided op: white there, red above, blue
     below, each side stretched to this figure's extreme, so the first epochs of a search (where every value
     lies within 1e-3 of 1/8) show their structure as clearly as the decided last ones; the colour bar gives
-    the values. The strongest op other than ``none`` on each edge (the one a derived cell would take) is
-    printed bold.
+    the values. The ops the derived cell keeps (``selected``) are printed bold; without it, the strongest op other
+    than ``none`` on each edge (the one DARTS's derivation would take there).
 
     Args:
         probs: ``(edges, ops)`` probabilities (a tensor works too).
@@ -415,6 +416,8 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
         label: What the values are, for the colour bar (a relaxation's ``label``: ``sigmoid(alpha)``...).
         reference: The undecided value: ``1 / len(primitives)`` when omitted (probabilities that sum to one
             over an edge); 0.5 suits independent sigmoid weights.
+        selected: ``(edges, ops)`` booleans, the (edge, op) pairs the derived cell keeps
+            (``SearchSpace.selection_mask``; the alpha history holds them per epoch).
     """
     probs = np.asarray(probs, dtype=float)  # (edges, ops)
     if probs.ndim != 2 or probs.shape[1] != len(primitives):
@@ -437,7 +440,7 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
     if title:
         ax.set_title(title, fontsize=10)
     if annotate:
-        _annotate(ax, probs, list(primitives), norm)
+        _annotate(ax, probs, list(primitives), norm, None if selected is None else np.asarray(selected, dtype=bool))
     bar = ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.set_label(f"{label} (white: {reference:.3g})", fontsize=8)
     bar.ax.tick_params(labelsize=7)
@@ -451,13 +454,16 @@ def _centred_norm(probs: np.ndarray, reference: float) -> TwoSlopeNorm:
                         vmax=max(float(probs.max()), reference + eps))
 
 
-def _annotate(ax: Axes, probs: np.ndarray, primitives: list[str], norm: TwoSlopeNorm) -> None:
-    masked = probs.copy()
-    if "none" in primitives:
-        masked[:, primitives.index("none")] = -np.inf
-    chosen = masked.argmax(axis=1)  # (edges,)
+def _annotate(ax: Axes, probs: np.ndarray, primitives: list[str], norm: TwoSlopeNorm,
+              selected: np.ndarray | None) -> None:
+    if selected is None:
+        masked = probs.copy()
+        if "none" in primitives:
+            masked[:, primitives.index("none")] = -np.inf
+        selected = np.zeros(probs.shape, dtype=bool)  # (edges, ops)
+        selected[np.arange(probs.shape[0]), masked.argmax(axis=1)] = True
     shade = np.abs(np.asarray(norm(probs)) - 0.5)  # (edges, ops); 0.5 at the dark ends of the colour map
     for i, j in np.ndindex(*probs.shape):
         ax.text(j, i, f"{probs[i, j]:.3f}", ha="center", va="center", fontsize=6.5,
                 color="white" if shade[i, j] > 0.3 else "black",
-                fontweight="bold" if j == chosen[i] else "normal")
+                fontweight="bold" if selected[i, j] else "normal")

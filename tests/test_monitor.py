@@ -394,3 +394,46 @@ def test_alpha_history_round_trips_and_resumes(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"expected \(3, 3\)"):
         history.append(3, 30, {"recurrent": np.ones((2, 3))})
+
+
+# ----------------------------------------------------------------------------------------- what the cell keeps
+def _selected_pairs(mask: torch.Tensor, primitives: list[str], labels: list[str]) -> set[tuple[str, str]]:
+    return {(labels[e], primitives[j]) for e, j in mask.nonzero().tolist()}
+
+
+def test_selection_mask_marks_the_pairs_the_genotype_keeps() -> None:
+    torch.manual_seed(0)
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
+    genotype = space.genotype()
+    masks = space.selection_mask(genotype)
+    labels = space.edge_labels()
+    names = ["c_{k-2}", "c_{k-1}", "0", "1", "2", "3"]
+    for cell in ("normal", "reduce"):
+        expected = {(f"{names[j]}->{pos // 2}", op) for pos, (op, j) in enumerate(getattr(genotype, cell))}
+        assert _selected_pairs(masks[cell], space.primitives, labels) == expected
+        assert masks[cell].sum() == 8  # two edges per node, one op each
+
+
+def test_selection_mask_of_a_threshold_derivation_keeps_no_dropped_edge(tmp_path: Path) -> None:
+    from darts_pl.search import Threshold
+
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, relaxation=Sigmoid(),
+                           derivation=Threshold(0.85))
+    with torch.no_grad():  # one strong op on edge 0 of the normal cell, every other weight near 0.5
+        space.arch["normal"][0, PRIMITIVES.index("sep_conv_3x3")] = 4.0
+    run = tiny_search("none", tmp_path, max_epochs=1, space=space, batches=(1, 0))
+    history = AlphaHistory.load(run.dir)
+    normal, reduce = history.arrays()["selected_normal"][0], history.arrays()["selected_reduce"][0]
+    assert normal.sum() <= 1 and reduce.sum() == 0  # bold only where the cell keeps an op
+    genotype = genotypes.load(run.dir / "genotype.json")
+    assert normal.sum() == sum(op != "none" for op, _ in genotype.normal)
+
+
+@pytest.mark.parametrize(("genotype", "cell", "count"), [
+    (genotypes.DARTS_V1, "normal", 3),
+    (genotypes.RNN_DARTS_V2, "recurrent", 1),
+    (genotypes.from_nb201_str("|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|avg_pool_3x3~1|none~2|"),
+     "cell", 3),
+])
+def test_collapse_counts_come_from_the_genotype_of_every_kind(genotype: Any, cell: str, count: int) -> None:
+    assert genotype.collapse_counts()[cell]["num_skip_connect"] == count

@@ -124,23 +124,33 @@ class AlphaHistory:
         self.epochs: list[int] = []
         self.global_steps: list[int] = []
         self.probs: dict[str, list[np.ndarray]] = {}
+        self.selected: dict[str, list[np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.epochs)
 
-    def append(self, epoch: int, global_step: int, probs: Mapping[str, np.ndarray | torch.Tensor]) -> None:
-        """Record ``probs`` (``{cell type: (edges, ops)}``) for ``epoch``, replacing ``epoch`` and later ones."""
+    def append(self, epoch: int, global_step: int, probs: Mapping[str, np.ndarray | torch.Tensor],
+               selected: Mapping[str, np.ndarray | torch.Tensor] | None = None) -> None:
+        """Record ``probs`` (``{cell type: (edges, ops)}``) for ``epoch``, replacing ``epoch`` and later ones, and
+        which (edge, op) pairs the derived cell keeps (``selected``, booleans of the same shape), if given."""
         self.truncate(epoch)
         shape = (len(self.edge_labels), len(self.primitives))
         if self.probs and set(probs) != set(self.probs):
             raise ConfigurationError(f"Cell types changed from {sorted(self.probs)} to {sorted(probs)} during the "
                                      "search; the alpha history needs the same cell types every epoch.")
+        # The selection is kept only while every epoch recorded it (a history resumed from an earlier release may
+        # lack it for its first epochs).
+        complete = selected is not None and all(len(self.selected.get(cell, [])) == len(self) for cell in probs)
         for cell, value in probs.items():
             array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float32)
             if array.shape != shape:
                 raise ConfigurationError(f"edge_probs()[{cell!r}] has shape {array.shape}; expected {shape} "
                                          f"({len(self.edge_labels)} edge labels × {len(self.primitives)} primitives).")
             self.probs.setdefault(cell, []).append(array)
+            if complete and cell in selected:
+                mask = selected[cell]
+                mask = mask.cpu() if isinstance(mask, torch.Tensor) else mask
+                self.selected.setdefault(cell, []).append(np.asarray(mask, dtype=bool).reshape(shape))
         self.epochs.append(int(epoch))
         self.global_steps.append(int(global_step))
 
@@ -149,6 +159,7 @@ class AlphaHistory:
         keep = sum(1 for e in self.epochs if e < epoch)
         self.epochs, self.global_steps = self.epochs[:keep], self.global_steps[:keep]
         self.probs = {cell: rows[:keep] for cell, rows in self.probs.items()}
+        self.selected = {cell: rows[:keep] for cell, rows in self.selected.items()}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """``epochs``, ``global_steps`` and ``{cell: (T, edges, ops)}``."""
@@ -157,6 +168,9 @@ class AlphaHistory:
         for cell, rows in self.probs.items():
             out[cell] = np.stack(rows) if rows else np.zeros((0, len(self.edge_labels), len(self.primitives)),
                                                                 np.float32)  # (T, edges, ops)
+        for cell, rows in self.selected.items():
+            if len(rows) == len(self.epochs):  # every epoch recorded it
+                out[f"selected_{cell}"] = np.stack(rows)  # (T, edges, ops) bool
         return out
 
     def metadata(self) -> dict[str, Any]:
@@ -169,6 +183,7 @@ class AlphaHistory:
             "edge_labels": self.edge_labels,
             "epochs": self.epochs,
             "shapes": {cell: list(arrays[cell].shape) for cell in self.probs},
+            "selected": {cell: f"selected_{cell}" for cell in self.probs if f"selected_{cell}" in arrays},
             "relaxation": self.relaxation,
             "description": f"{self.relaxation['label']} after each training epoch; "
                            f"{HISTORY_ARRAYS}[cell][i, edge, op] belongs to epochs[i].",
@@ -198,6 +213,7 @@ class AlphaHistory:
             history.epochs = arrays["epochs"].tolist()
             history.global_steps = arrays["global_steps"].tolist()
             history.probs = {cell: list(arrays[cell]) for cell in meta["cell_types"]}
+            history.selected = {cell: list(arrays[key]) for cell, key in meta.get("selected", {}).items()}
         return history
 
     def state_dict(self) -> dict[str, Any]:
@@ -205,7 +221,9 @@ class AlphaHistory:
                 "epochs": self.epochs,
                 "global_steps": self.global_steps,
                 "probs": {cell: torch.from_numpy(array) for cell, array in self.arrays().items()
-                          if cell in self.probs}}
+                          if cell in self.probs},
+                "selected": {cell: torch.from_numpy(np.stack(rows)) for cell, rows in self.selected.items()
+                             if rows and len(rows) == len(self.epochs)}}
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> AlphaHistory:
@@ -213,6 +231,8 @@ class AlphaHistory:
         history.epochs = [int(e) for e in state["epochs"]]
         history.global_steps = [int(s) for s in state["global_steps"]]
         history.probs = {cell: list(torch.as_tensor(value).numpy()) for cell, value in state["probs"].items()}
+        history.selected = {cell: list(torch.as_tensor(value).numpy()) for cell, value in
+                            state.get("selected", {}).items()}
         return history
 
 
@@ -272,10 +292,11 @@ class ArchitectureMonitor(Callback):
                                              self.history.relaxation) == (primitives, labels, relaxation)
         if not same:
             self.history = AlphaHistory(primitives, labels, relaxation)
-        self.history.append(trainer.current_epoch, trainer.global_step, probs)
+        selected = space.selection_mask(genotype)  # {cell: (edges, ops)}: what the derived cell keeps
+        self.history.append(trainer.current_epoch, trainer.global_step, probs, selected)
         self.history.save(directory)
         if self.log_media and media.wants_media(trainer):
-            self._log_media(trainer, probs, primitives, labels, relaxation)
+            self._log_media(trainer, probs, primitives, labels, relaxation, selected)
 
     def _log_scalars(self, pl_module: L.LightningModule, probs: dict[str, torch.Tensor], primitives: list[str],
                      genotype: CellGenotype, relaxation: dict[str, Any]) -> None:
@@ -298,7 +319,7 @@ class ArchitectureMonitor(Callback):
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
     def _log_media(self, trainer: L.Trainer, probs: dict[str, torch.Tensor], primitives: list[str],
-                   labels: list[str], relaxation: dict[str, Any]) -> None:
+                   labels: list[str], relaxation: dict[str, Any], selected: dict[str, torch.Tensor]) -> None:
         from darts_pl.viz import figure_to_array, plot_alpha_heatmap
 
         images = {}
@@ -306,7 +327,8 @@ class ArchitectureMonitor(Callback):
         reference = None if relaxation["normalized"] else 0.5  # undecided: uniform, or each weight at 0.5
         for cell, p in probs.items():
             title = f"{cell} cell, epoch {trainer.current_epoch} (iteration {media.iterations(trainer)}): {label}"
-            figure = plot_alpha_heatmap(p.numpy(), primitives, labels, title=title, label=label, reference=reference)
+            figure = plot_alpha_heatmap(p.numpy(), primitives, labels, title=title, label=label, reference=reference,
+                                        selected=selected[cell].numpy() if cell in selected else None)
             images[f"alpha_heatmap/{cell}"] = figure_to_array(figure)
             rows = [[edge, labels[edge], *map(float, row)] for edge, row in enumerate(p.tolist())]
             media.log_table(trainer, f"alpha_table/{cell}", ["edge", "label", *primitives], rows)

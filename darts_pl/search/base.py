@@ -246,6 +246,25 @@ class SearchSpace(nn.Module, ABC):
     def genotype(self) -> CellGenotype:
         """The discrete cell derived from the current probabilities."""
 
+    def selection_mask(self, genotype: CellGenotype) -> dict[str, torch.Tensor]:
+        """The (edge, op) pairs ``genotype`` keeps, ``{cell: (edges, len(primitives)) bool}``, for figures.
+
+        Node ``i`` of a genotype cell reads its inputs over edge rows ``sum(in_degrees[:i]) + input`` (the layout
+        of the package's spaces: each node's incoming edges in input order); a space laid out otherwise
+        overrides this. ``none`` choices keep nothing."""
+        starts = [sum(self._in_degrees[:i]) for i in range(len(self._in_degrees))]
+        masks = {}
+        for cell, nodes in genotype.cells().items():
+            if cell not in self.cell_names:
+                continue
+            mask = torch.zeros(sum(self._in_degrees), len(self.primitives), dtype=torch.bool)  # (edges, ops)
+            for node, choices in enumerate(nodes):
+                for op, source in choices:
+                    if op != "none" and op in self.primitives and node < len(starts):
+                        mask[starts[node] + source, self.primitives.index(op)] = True
+            masks[cell] = mask
+        return masks
+
     def edge_labels(self) -> list[str]:
         """Human-readable edge names, in alpha row order (``"c_{k-2} -> 0"``...)."""
         return [str(i) for i in range(next(iter(self.edge_probs().values())).shape[0])]
