@@ -55,9 +55,19 @@ class Schedule(Part):
         return obj, name
 
     def bind(self, root: Any) -> None:
-        """Resolve the target now (a wrong one fails before the fit) and tell a part that it is scheduled."""
+        """Resolve the target now (a wrong one fails before the fit) and tell a part that it is scheduled.
+
+        Raises:
+            ConfigurationError: the target is an attribute of a part that the part does not declare ``tunable``
+                (it would be neither range-checked nor saved with the part's state).
+        """
         obj, name = self.resolve(root)
         if isinstance(obj, Part):
+            if name not in obj.tunable:
+                raise ConfigurationError(
+                    f"{type(self).__name__}: target={self.target!r}: {type(obj).__name__}.{name} is not declared "
+                    f"tunable (its tunable attributes: {', '.join(obj.tunable) or 'none'}); declare it in "
+                    f"{type(obj).__name__}.tunable with its valid range, e.g. {{{name!r}: darts_pl.parts.POSITIVE}}.")
             obj.mark_scheduled(name)
 
     def check_values(self, root: Any, max_epochs: int) -> None:

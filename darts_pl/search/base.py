@@ -279,6 +279,15 @@ class SearchSpace(nn.Module, ABC):
         return f"{type(self).__name__} ({', '.join(self.cell_names)} cells; {len(self.primitives)} ops): {parts}"
 
 
+def per_edge(weights: EdgeWeights) -> tuple[list[Sequence[torch.Tensor]], list[int | None], list[torch.Tensor | None]]:
+    """A cell type's edge weights split per edge: the op weights (scalar tensors by column), the sampled op and the
+    scale of every edge (``None`` where absent); the sampled ops with one host sync."""
+    rows = [row.unbind(0) for row in weights.weights.unbind(0)]  # (edges, ops) -> per-edge scalars
+    index = weights.index.tolist() if weights.index is not None else [None] * len(rows)
+    scales = list(weights.scale.unbind(0)) if weights.scale is not None else [None] * len(rows)  # (edges,)
+    return rows, index, scales
+
+
 def space_of(module: nn.Module) -> SearchSpace | None:
     """The search space a module (``LitSearch``) holds as a direct child, if any."""
     return next((child for child in module.children() if isinstance(child, SearchSpace)), None)

@@ -33,7 +33,7 @@ from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
 from darts_pl.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, make_op
 from darts_pl.parts import Derivation, Edge, EdgeNormalization, EdgeWeights, OpWrapper, Relaxation, SkipDropout
-from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha
+from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha, per_edge
 from darts_pl.search.mixed_op import MixedOp
 
 
@@ -224,15 +224,6 @@ class CNNSearchSpace(SearchSpace):
         return derive_cnn(probs["normal"].tolist(), probs["reduce"].tolist(), num_nodes=self.num_nodes,
                           multiplier=self.multiplier, primitives=self._primitives,
                           select=self.derivation.for_cell("normal"), reduce_select=self.derivation.for_cell("reduce"))
-
-
-def per_edge(weights: EdgeWeights) -> tuple[list[Sequence[torch.Tensor]], list[int | None], list[torch.Tensor | None]]:
-    """A cell type's edge weights split per edge: the op weights (scalar tensors by column), the sampled op and the
-    scale of every edge (``None`` where absent); the sampled ops with one host sync."""
-    rows = [row.unbind(0) for row in weights.weights.unbind(0)]  # (edges, ops) -> per-edge scalars
-    index = weights.index.tolist() if weights.index is not None else [None] * len(rows)
-    scales = list(weights.scale.unbind(0)) if weights.scale is not None else [None] * len(rows)  # (edges,)
-    return rows, index, scales
 
 
 def _stem(kind: str, in_channels: int, c_stem: int) -> tuple[nn.Module, nn.Module | None]:

@@ -38,8 +38,7 @@ from darts_pl.genotypes import NB201_PRIMITIVES, NB201Genotype, derive_nb201
 from darts_pl.networks.nb201 import build_macro
 from darts_pl.ops import GlobalAvgPool, make_op
 from darts_pl.parts import ArgmaxPerEdge, Derivation, Edge, EdgeNormalization, EdgeWeights, OpWrapper, Relaxation, TopK
-from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha
-from darts_pl.search.cnn import per_edge
+from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha, per_edge
 from darts_pl.search.mixed_op import MixedOp
 
 
