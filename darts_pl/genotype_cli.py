@@ -48,7 +48,7 @@ def _show(genotype: genotypes.CellGenotype, as_json: bool) -> str:
     for cell in genotype.cell_names:
         counts = genotype.cell_counts(cell)
         lines.append(f"{cell}: {counts['num_skip_connect']} skip connections, {counts['num_parameter_free']} of "
-                     f"{len(genotype.ops(cell))} ops parameter-free")
+                     f"{len(genotype.cell_ops(cell))} ops parameter-free")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 Every genotype kind implements one small protocol, :class:`CellGenotype`: its ``kind`` (the JSON field that selects
 the class on load), its cells and the ``(op, input)`` choices of each node (:meth:`~CellGenotype.cells`),
 ``validate``, ``to_dict``/``from_dict``, a plain-text rendering (``describe``) and a graph of each cell for the drawing
-code (``cell_graph``). Kinds register themselves by subclassing (``class ChainGenotype(CellGenotype, kind="chain")``);
+code (``cell_graph``). Kinds register themselves by subclassing (``class MyGenotype(CellGenotype, kind="mine")``);
 monitors, genotype files, the genotype command, the notebook, the drawings, collapse counts and the trainers use the
 protocol only, so a search space of a user's own, with a genotype kind of its own, needs no change here.
 
@@ -116,7 +116,8 @@ class CellGenotype(ABC):
     # ------------------------------------------------------------------ what a kind implements
     @abstractmethod
     def cells(self) -> dict[str, list[list[Choice]]]:
-        """``{cell name: [the (op, input) choices of each node]}``, cells and nodes in order."""
+        """``{cell name: [the (op, input) choices of each node]}``, cells and nodes in order; ``input`` counts the
+        node's possible inputs in the order of its incoming edges (the row order of the architecture tensor)."""
 
     @abstractmethod
     def validate(self: G, ops: Collection[str] | None = None) -> G:
@@ -144,7 +145,7 @@ class CellGenotype(ABC):
     def cell_names(self) -> list[str]:
         return list(self.cells())
 
-    def ops(self, cell: str) -> list[str]:
+    def cell_ops(self, cell: str) -> list[str]:
         """The ops of every edge of ``cell``, ``none`` included, in node order."""
         return [op for node in self._cell(cell) for op, _ in node]
 
@@ -157,7 +158,7 @@ class CellGenotype(ABC):
 
     def cell_counts(self, cell: str) -> dict[str, int]:
         """Skip connections and parameter-free ops of one cell: ``{"num_skip_connect": n, "num_parameter_free": m}``."""
-        ops = self.ops(cell)
+        ops = self.cell_ops(cell)
         return {"num_skip_connect": sum(op in self.skip_ops for op in ops),
                 "num_parameter_free": sum(op in PARAMETER_FREE or op in self.skip_ops for op in ops)}
 

@@ -258,9 +258,9 @@ class SearchSpace(nn.Module, ABC):
             if cell not in self.cell_names:
                 continue
             mask = torch.zeros(sum(self._in_degrees), len(self.primitives), dtype=torch.bool)  # (edges, ops)
-            for node, choices in enumerate(nodes):
+            for node, choices in enumerate(nodes[:len(starts)]):
                 for op, source in choices:
-                    if op != "none" and op in self.primitives and node < len(starts):
+                    if op != "none" and op in self.primitives and 0 <= source < self._in_degrees[node]:
                         mask[starts[node] + source, self.primitives.index(op)] = True
             masks[cell] = mask
         return masks
