@@ -650,7 +650,7 @@ def expect_kind(spec: str | os.PathLike[str] | Mapping[str, Any] | CellGenotype,
     return genotype
 
 
-_KIND_NAMES = {"cnn": "convolutional (DARTS)", "rnn": "recurrent", "nb201": "NAS-Bench-201"}
+_KIND_NAMES = {"cnn": "convolutional", "rnn": "recurrent", "nb201": "NAS-Bench-201"}
 
 
 # ----------------------------------------------------------------------------------------- derivation

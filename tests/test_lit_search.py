@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -15,17 +14,13 @@ from darts_pl.modules import LitSearch
 from darts_pl.search import CNNSearchSpace
 from darts_pl.strategies import FirstOrder, SecondOrder
 
+from .conftest import trainer
+
 
 def make_module(strategy=None, scheduler: bool = True) -> LitSearch:
     space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
     sched = (lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4, eta_min=0.001)) if scheduler else None
     return LitSearch(space, strategy or FirstOrder(), weight_scheduler=sched)
-
-
-def trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    args = dict(default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
-                logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    return L.Trainer(**(args | kwargs))
 
 
 class StepAudit(Callback):

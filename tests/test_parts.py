@@ -27,14 +27,9 @@ from darts_pl.parts import (
     Threshold,
     ZeroOneLoss,
 )
-from darts_pl.search import CNNSearchSpace
 from darts_pl.strategies import SecondOrder
 
-from .conftest import REPO
-
-
-def tiny(**parts_: object) -> CNNSearchSpace:
-    return CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts_)
+from .conftest import REPO, tiny_space
 
 
 def test_every_part_is_a_part_and_prints_its_arguments() -> None:
@@ -66,12 +61,12 @@ def test_values_out_of_range_are_configuration_errors(build, message: str) -> No
 
 
 def test_a_part_keeps_the_value_its_schedule_set_in_the_state_dict() -> None:
-    space = tiny(relaxation=GumbelSoftmax(tau=10.0), edge=SampledOp())
+    space = tiny_space(relaxation=GumbelSoftmax(tau=10.0), edge=SampledOp())
     module = LitSearch(space, schedules=[LinearSchedule("space.relaxation.tau", 10.0, 0.1, span="epochs_minus_one")])
     module.schedules[0].apply(module, 3, 4)
     state = module.state_dict()
     assert state["space.relaxation._extra_state"] == {"tau": pytest.approx(0.1)}
-    fresh = LitSearch(tiny(relaxation=GumbelSoftmax(tau=10.0), edge=SampledOp()),
+    fresh = LitSearch(tiny_space(relaxation=GumbelSoftmax(tau=10.0), edge=SampledOp()),
                       schedules=[LinearSchedule("space.relaxation.tau", 10.0, 0.1, span="epochs_minus_one")])
     fresh.load_state_dict(state)
     assert fresh.space.relaxation.tau == pytest.approx(0.1)
@@ -79,7 +74,7 @@ def test_a_part_keeps_the_value_its_schedule_set_in_the_state_dict() -> None:
 
 def test_a_schedule_of_an_undeclared_attribute_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"GumbelSoftmax\.seed is not declared tunable.*tau"):
-        LitSearch(tiny(relaxation=GumbelSoftmax(), edge=SampledOp()),
+        LitSearch(tiny_space(relaxation=GumbelSoftmax(), edge=SampledOp()),
                   schedules=[LinearSchedule("space.relaxation.seed", 1.0, 2.0)])
 
 
@@ -90,9 +85,9 @@ def test_a_schedule_of_an_undeclared_attribute_is_refused() -> None:
 ])
 def test_schedules_are_checked_for_every_epoch_before_the_fit(overlay: str, schedule: LinearSchedule,
                                                                message: str) -> None:
-    space = {"gdas": lambda: tiny(relaxation=GumbelSoftmax(), edge=SampledOp()),
-             "pdarts": lambda: tiny(skip_dropout=0.1),
-             "sdarts_rs": tiny}[overlay]()
+    space = {"gdas": lambda: tiny_space(relaxation=GumbelSoftmax(), edge=SampledOp()),
+             "pdarts": lambda: tiny_space(skip_dropout=0.1),
+             "sdarts_rs": tiny_space}[overlay]()
     perturbation = parts.RandomPerturbation() if overlay == "sdarts_rs" else None
     module = LitSearch(space, perturbation=perturbation, schedules=[schedule])
     with pytest.raises(ConfigurationError, match=message):
@@ -114,21 +109,21 @@ def test_a_bad_schedule_from_the_command_line_is_one_line_and_leaves_no_run(tmp_
 
 
 def test_noise_is_declared_by_the_parts_and_refuses_second_order() -> None:
-    assert not tiny().stochastic and not tiny(skip_dropout=0.0).stochastic
-    assert tiny(skip_dropout=0.1).stochastic
-    assert tiny(relaxation=GumbelSoftmax(), edge=SampledOp()).stochastic
-    scheduled = tiny(op_wrappers=[SkipDropout(0.0)])
+    assert not tiny_space().stochastic and not tiny_space(skip_dropout=0.0).stochastic
+    assert tiny_space(skip_dropout=0.1).stochastic
+    assert tiny_space(relaxation=GumbelSoftmax(), edge=SampledOp()).stochastic
+    scheduled = tiny_space(op_wrappers=[SkipDropout(0.0)])
     LitSearch(scheduled, schedules=[LinearSchedule("space.skip_dropout.p", 0.0, 0.3)])
     assert scheduled.stochastic  # p is 0 now, but a schedule will raise it
     with pytest.raises(ConfigurationError, match=r"cannot be combined with parts that draw noise \(skip_dropout"):
-        LitSearch(tiny(op_wrappers=[SkipDropout(0.0)]), SecondOrder(),
+        LitSearch(tiny_space(op_wrappers=[SkipDropout(0.0)]), SecondOrder(),
                   schedules=[LinearSchedule("space.skip_dropout.p", 0.0, 0.3)])
 
 
 def test_a_sampled_edge_needs_a_sampling_relaxation_and_ddp_must_be_told() -> None:
     with pytest.raises(ConfigurationError, match="CNNSearchSpace: edge=SampledOp runs the sampled op"):
-        tiny(edge=SampledOp())
-    module = LitSearch(tiny(relaxation=GumbelSoftmax(), edge=SampledOp()))
+        tiny_space(edge=SampledOp())
+    module = LitSearch(tiny_space(relaxation=GumbelSoftmax(), edge=SampledOp()))
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
     with pytest.raises(ConfigurationError, match="ddp_find_unused_parameters_true"):
         module.check_fit(trainer)
@@ -144,7 +139,7 @@ def test_gumbel_softmax_on_non_finite_alphas_stops_instead_of_drawing_forever() 
 def test_gdas_with_a_nan_alpha_stops_the_search_in_skip_mode_too(tmp_path: Path) -> None:
     from darts_pl.data import DigitsDataModule
 
-    space = tiny(relaxation=GumbelSoftmax(), edge=SampledOp())
+    space = tiny_space(relaxation=GumbelSoftmax(), edge=SampledOp())
     with torch.no_grad():
         space.arch["normal"][0, 0] = math.nan
     module = LitSearch(space, nonfinite="skip", max_consecutive_skips=1)
@@ -157,7 +152,7 @@ def test_gdas_with_a_nan_alpha_stops_the_search_in_skip_mode_too(tmp_path: Path)
 def test_regularizers_take_cell_types_with_different_op_counts() -> None:
     normal = [["none", "skip_connect", "sep_conv_3x3"]] * 14
     reduce = [["max_pool_3x3", "skip_connect"]] * 14
-    space = tiny(edge_primitives={"normal": normal, "reduce": reduce})
+    space = tiny_space(edge_primitives={"normal": normal, "reduce": reduce})
     assert space.arch["normal"].shape == (14, 3) and space.arch["reduce"].shape == (14, 2)
     for regularizer in (ZeroOneLoss(), DirichletKL(), BetaDecay()):
         (grad_n, grad_r) = torch.autograd.grad(regularizer(space), [space.arch["normal"], space.arch["reduce"]])

@@ -15,14 +15,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts_pl.cli import main
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype
 from darts_pl.modules import LitSearch
 from darts_pl.parts.edges import channel_shuffle
 from darts_pl.search import CNNSearchSpace, MixedOp, PartialChannel, WeightedSum
 
-from .conftest import REPO
+from .conftest import REPO, run_cli
 
 F64 = torch.float64
 
@@ -220,11 +219,7 @@ def run(root: Path, *extra: str) -> int:
             "--model.init_args.space.init_args.num_cells", "3", "--data.init_args.batch_size", "16",
             "--model.init_args.warmup_epochs", "1", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
             "--trainer.default_root_dir", str(root), *extra]
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_cli(*args)
 
 
 def test_overlay_on_the_quickstart_warms_up_then_learns_the_betas(tmp_path: Path, capsys) -> None:

@@ -27,6 +27,7 @@ from darts_pl.progressive import prune_edge_primitives
 from darts_pl.schedules import ExponentialSchedule
 from darts_pl.search import CNNSearchSpace, MaxSkips, MixedOp, SkipDropout
 
+from . import conftest
 from .conftest import REPO
 
 P = list(PRIMITIVES)
@@ -37,8 +38,8 @@ def per_node(gene: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
     return [sorted(gene[i:i + 2], key=lambda t: (t[1], t[0])) for i in range(0, len(gene), 2)]
 
 
-def tiny_space(**kwargs) -> CNNSearchSpace:
-    return CNNSearchSpace(num_classes=3, in_channels=1, channels=4, num_cells=3, **kwargs)
+def tiny_space(**kwargs: object) -> CNNSearchSpace:
+    return conftest.tiny_space(num_classes=3, **kwargs)
 
 
 # ----------------------------------------------------------------------------------- per-edge op sets

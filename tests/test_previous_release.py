@@ -14,8 +14,9 @@ import torch
 
 from darts_pl import genotypes
 from darts_pl.callbacks.monitor import AlphaHistory
-from darts_pl.cli import main
 from darts_pl.modules import LitSearch
+
+from .conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "previous_release"
 METHODS = ["darts", "gdas", "pc_darts", "sdarts_rs", "pdarts"]
@@ -75,13 +76,9 @@ def test_a_checkpoint_loads_from_its_path_alone(tmp_path: Path, method: str) -> 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_checkpoint_resumes_to_the_alphas_that_release_reached(tmp_path: Path, method: str) -> None:
     ckpt = _run_dir(tmp_path, method) / "checkpoints" / "last.ckpt"
-    code = 0
-    try:
-        main(["fit", "--config", str(FIXTURES / f"{method}.config.yaml"), "--trainer.max_epochs", "3",
-              "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
-              "--trainer.enable_progress_bar", "false", "--ckpt_path", str(ckpt)])
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
+    code = run_cli("fit", "--config", str(FIXTURES / f"{method}.config.yaml"), "--trainer.max_epochs", "3",
+                   "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+                   "--trainer.enable_progress_bar", "false", "--ckpt_path", str(ckpt))
     assert code == 0
     resumed = torch.load(ckpt, weights_only=False)
     assert resumed["epoch"] == 2
