@@ -56,11 +56,25 @@ def assigned_value(path: Path, target: str, contains: str = "") -> ast.expr:
 
 
 def evaluate(expression: ast.expr, **names: Any) -> Any:
-    """Evaluate an expression taken from the authors' source with the given names bound (``math`` available)."""
+    """Evaluate an expression taken from the authors' source with the given names bound (``math``, ``float`` and
+    ``int`` available)."""
     import math
 
     code = compile(ast.Expression(expression), "<upstream>", "eval")
-    return eval(code, {"math": math, "__builtins__": {}}, names)
+    return eval(code, {"math": math, "__builtins__": {"float": float, "int": int}}, names)
+
+
+def load_functions(path: Path, names: list[str], namespace: dict[str, Any]) -> dict[str, Any]:
+    """Define the named top-level functions of an upstream file in ``namespace`` (which supplies their globals),
+    without running the rest of the file (a training script that parses its command line and makes folders when
+    imported)."""
+    tree = ast.parse(path.read_text())
+    found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
+    missing = set(names) - {node.name for node in found}
+    if missing:
+        raise SystemExit(f"{path} defines no {sorted(missing)}: the file differs from the named commit")
+    exec(compile(ast.Module(body=found, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
 
 
 class Fn(nn.Module):
@@ -75,11 +89,12 @@ class Fn(nn.Module):
 
 
 def literal(value: Any, digits: int = 15) -> str:
-    """A Python literal of ``value`` with floats at ``digits`` significant digits (tensors as nested lists)."""
+    """A Python literal of ``value`` with floats at ``digits`` significant digits (0: the shortest repr that reads
+    back exactly) and tensors as nested lists."""
     if isinstance(value, torch.Tensor):
         value = value.tolist()
     if isinstance(value, float):
-        text = f"{value:.{digits}g}"
+        text = repr(float(value)) if digits == 0 else f"{value:.{digits}g}"
         return text if any(c in text for c in ".einf") else text + ".0"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{literal(k)}: {literal(v, digits)}" for k, v in value.items()) + "}"
