@@ -21,7 +21,8 @@ whole network (C=4, N=1, the DARTS space) runs forward on a 2×3×8×8 input wit
 ``exp_r``, so the Gumbel noise is ``-log(exp)``) are what ``Tensor.exponential_`` returns during that forward, in
 the authors' order (normal first). The edges' candidate ops are replaced by the test's functions (the authors'
 ``MixedOp`` / ``NAS201SearchCell`` keep their own ``forward_gdas``). The authors name the DARTS space's separable
-and dilated convolutions ``dua_sepc_*`` / ``dil_sepc_*``; they are printed under the test's names.
+and dilated convolutions ``dua_sepc_*`` / ``dil_sepc_*``; they are printed under the test's names. Nothing is
+stubbed: the authors' code runs on the CPU as it is.
 """
 from __future__ import annotations
 
