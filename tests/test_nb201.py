@@ -7,6 +7,7 @@ search_model_gdas.py, ``TinyNetwork`` / ``InferCell`` in cell_infers/, ``Structu
 run once on the inputs built here, in float64: every weight filled, in the models' parameter order, with
 ``0.5 · N(0, 1)`` from a seeded generator (:func:`fill`); the authors' search convolutions also carry a bias
 (``bias=not affine``), filled from another generator and cancelled by the BatchNorm after it.
+The script that prints them: tests/goldens/nb201.py.
 """
 from __future__ import annotations
 

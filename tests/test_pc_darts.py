@@ -4,6 +4,7 @@ Expected numbers were produced by running the authors' own code (yuhuixu1993/PC-
 the inputs built here: ``channel_shuffle`` and ``MixedOp`` of ``model_search.py`` (K=4), ``Network.forward`` of
 ``model_search.py`` (CIFAR stem, K=4) and ``model_search_imagenet.py`` (3-conv stem, K=2) with every weight filled
 by :func:`fill` in parameter order, and ``Network.genotype()`` on the alphas and betas of :func:`fixed_arch`.
+The script that prints them: tests/goldens/pc_darts.py.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ stage's ``get_min_k_no_zero`` drop, edge ranking and the ``delete_min_sk_prob`` 
 ``keep_2_branches`` / ``check_sk_number`` loop, read with ``parse_network`` (the final normal cell for every M);
 and the dropout rate ``main()`` sets per epoch (``dropout_rate · (epochs - epoch - 1) / epochs`` before
 ``eps_no_arch``, ``dropout_rate · exp(-(epoch - eps_no_arch) · scale_factor)`` after).
+The script that prints them: tests/goldens/pdarts.py.
 """
 from __future__ import annotations
 

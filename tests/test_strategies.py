@@ -115,6 +115,7 @@ def test_live_weights_bit_identical_after_second_order(hessian: str) -> None:
         assert p.grad is None, n
 
 
+# reference_darts.py against the authors' Architect (quark0/darts): tests/goldens/darts.py
 def _reference():
     bench = REPO.parent / "shared" / "bench"
     if not (bench / "reference_darts.py").is_file():
