@@ -156,8 +156,16 @@ class SearchSpace(nn.Module, ABC):
 
     @property
     def stochastic(self) -> bool:
-        """Whether a forward draws noise (a sampled relaxation, a dropout...): any part that declares it."""
-        return any(part.draws_noise for part in self.parts().values())
+        """Whether a forward draws noise (a sampled relaxation, a dropout, a ``noise`` op...)."""
+        return bool(self.noise_sources())
+
+    def noise_sources(self) -> list[str]:
+        """What draws noise in a forward: the parts that declare it (``"relaxation GumbelSoftmax"``), and the
+        candidate ops that do (a module with ``draws_noise = True``: ``"op NoiseOp"``, RobustDARTS's S4)."""
+        parts = self.parts()
+        found = [f"{role} {type(part).__name__}" for role, part in parts.items() if part.draws_noise]
+        ops = {type(m).__name__ for m in self.modules() if not isinstance(m, Part) and getattr(m, "draws_noise", False)}
+        return found + [f"op {name}" for name in sorted(ops)]
 
     @property
     def unused_parameters(self) -> bool:
