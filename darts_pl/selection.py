@@ -131,8 +131,8 @@ def edge_ops(space: SearchSpace, cell: str, edge: int) -> list[str]:
 
 
 def prunable_nodes(space: SearchSpace) -> dict[int, list[int]]:
-    """``{node: its incoming edges' rows}`` for the nodes that keep two of more inputs (CNN cells: nodes 1, 2, ...;
-    the authors' ``nid2eids``, keyed by the node's index in the genotype); none for NAS-Bench-201 cells."""
+    """``{node: its incoming edges' rows}`` for the nodes with more than two inputs, which keep two (CNN cells: nodes
+    1, 2, ...; the authors' ``nid2eids``, keyed by the node's index in the genotype); none for NAS-Bench-201 cells."""
     if not isinstance(space, CNNSearchSpace):
         return {}
     nodes, start = {}, 0
@@ -417,6 +417,8 @@ class _Run:
         self.datamodule = build_datamodule(config, data)
         self.datamodule.prepare_data()
         self.datamodule.setup("fit")
+        self.val_loader = self.datamodule.val_dataloader()
+        self._eval_cache: list[Any] | None = None
         self.alpha_genotype = genotypes.to_dict(self.space.genotype())
         self.selector = Selector(self.space, selection.criterion, selection.edge_order, self.seed)
         self.steps = plan(self.selector.rounds(), selection.tune_epochs)
@@ -502,11 +504,19 @@ class _Run:
         return genotype
 
     def _eval_batches(self) -> Iterable[Any]:
-        return itertools.islice(self.datamodule.val_dataloader(), self.selection.num_batches)
+        """The evaluation batches: the first ``num_batches`` of the alpha-val half, read once and kept (the loader
+        has no randomness), or the whole half, read anew for every candidate."""
+        if self.selection.num_batches is None:
+            return self.val_loader
+        if self._eval_cache is None:
+            self._eval_cache = list(itertools.islice(self.val_loader, self.selection.num_batches))
+        return self._eval_cache
 
     def _tune_epoch(self) -> None:
         """One epoch of the bilevel loop on the projected supernet: an alpha step on a val batch (if
         ``train_alphas``), then a weight step on a train batch, as the search's ``LitSearch`` does."""
+        # New loaders every epoch: their shuffles and worker seeds come from the global generators, which a resumed
+        # selection restores at the epoch's start (persistent workers would carry their state past a kill).
         loaders = self.datamodule.train_dataloader()
         pairs = zip(loaders["train"], _cycle(loaders["val"]))
         self.space.train()

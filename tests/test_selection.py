@@ -285,3 +285,23 @@ def test_bad_input_is_one_line(finished_search: Path, tmp_path: Path, capsys) ->
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.startswith("darts-pl-select: error:")]
         assert exit_.value.code == 2 and len(lines) == 1, err[-2000:]
+
+
+@pytest.mark.slow
+def test_select_on_a_nas_bench_201_search_with_sdarts(tmp_path: Path, capsys) -> None:
+    """NAS-Bench-201 cells keep every edge (one op decision per edge); the weight steps of the fine-tuning train at
+    SDARTS-RS's perturbed weights, with the decided edges projected on top."""
+    fit_main(["fit", "--config", str(REPO / "configs" / "quickstart_nb201.yaml"), "--config",
+              str(REPO / "configs" / "variants" / "sdarts_rs.yaml"), "--model.init_args.space.init_args.primitives",
+              "[none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3]", *SEARCH[:-4],
+              "--model.init_args.space.init_args.num_cells", "1", "--trainer.default_root_dir", str(tmp_path)])
+    run = tmp_path / "lightning_logs" / "version_0"
+    assert select(run, "--criterion", "loss") == 0, capsys.readouterr().err[-3000:]
+    genotype = genotypes.load(run / "genotype_pt.json")
+    record = json.loads((run / "selection.json").read_text())
+    assert isinstance(genotype, genotypes.NB201Genotype) and record["steps"] == 6 + 5
+    assert sorted(d["edge"] for d in record["decisions"]) == list(range(6))
+    chosen = {d["edge"]: d["choice"] for d in record["decisions"]}
+    assert [op for node in genotype.nodes for op, _ in node] == [chosen[e] for e in range(6)]
+    for d in record["decisions"]:  # the op whose removal raises the loss most
+        assert d["choice"] == max(d["candidates"], key=lambda c: c["loss"])["op"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+import yaml
 
 from darts_pl.cli import main
 from darts_pl.data import SVHNDataModule
@@ -110,3 +111,20 @@ def test_cli_reports_missing_svhn_in_one_line(tmp_path: Path, capsys) -> None:
     assert exit_.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("darts-pl: error:")]
     assert len(lines) == 1 and "SVHN is not available" in lines[0] and "--data.download" in lines[0]
+
+
+@pytest.mark.slow
+def test_search_runs_on_svhn_in_a_robust_darts_space(tiny_svhn: Path, tmp_path: Path, capsys) -> None:
+    """RobustDARTS's third dataset through the CLI: the quickstart's search, in S2, on tiny SVHN files."""
+    args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config",
+            str(REPO / "configs" / "spaces" / "s2.yaml"), "--data", "darts_pl.data.SVHNDataModule",
+            "--data.init_args.data_dir", str(tiny_svhn), "--data.init_args.download", "false",
+            "--data.init_args.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+            "--trainer.limit_val_batches", "1", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
+            "--trainer.default_root_dir", str(tmp_path / "runs")]
+    main(args)
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["init_args"]["space"]["init_args"]["in_channels"] == 3  # linked from the data module
+    assert (run / "genotype.json").is_file()
