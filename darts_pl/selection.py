@@ -13,8 +13,8 @@ This follows the authors' code (ruocwang/darts-pt: ``sota/cnn/projection.py`` ``
 ``project_edge``; ``nasbench201/projection.py``): per round the normal cell's decision, then the reduction cell's;
 op rounds for every edge, then topology rounds for every node with more than two inputs; ``tune_epochs`` epochs of
 fine-tuning between rounds (their ``proj_intv``, 5 in their scripts) with a fresh weight optimizer at a tenth of the
-search's learning rate, kept constant, and the search's alpha optimizer and its state; the evaluations run the
-supernet in training mode (batch statistics), without gradients.
+search's learning rate, kept constant, and first-order alpha steps with the search's alpha optimizer and its state;
+the evaluations run the supernet in training mode (batch statistics), without gradients.
 
 The command loads the search's last checkpoint (``LitSearch.load_from_checkpoint``: space, strategy, optimizers,
 regularizers and weight-step perturbation as the run configured them) and its data module from the run's
@@ -34,6 +34,9 @@ Notes (deviations from the authors' code):
     * The batch-norm statistics that the evaluations update are put back after each one (training-mode
       evaluations do not read them; the authors leave them changed).
     * An edge fixed to ``none`` stays ``none`` in the genotype (the authors' ``genotype()`` then names another op).
+    * The fine-tuning keeps what the search's alpha loss and weight step had: its regularizers, and SDARTS's
+      perturbation at the value its schedule ended with (the authors' SDARTS fine-tuning uses the schedule's end
+      value, 0.3).
     * No fine-tuning after the last decision (the authors tune one more epoch, which changes no decision); on
       NAS-Bench-201 every gap is ``tune_epochs`` long (their last one is one epoch shorter).
 """
@@ -64,6 +67,7 @@ from darts_pl.search.cnn import CNNSearchSpace
 from darts_pl.search.nb201 import NB201SearchSpace
 from darts_pl.search.projection import EdgeProjection
 from darts_pl.strategies.base import grads_or_zeros
+from darts_pl.strategies.first_order import FirstOrder
 
 FORMAT = "darts_pl.selection/1"
 RECORD = "selection.json"
@@ -309,7 +313,7 @@ class PerturbationSelection:
             (the authors use their search's ``--seed``).
         lr_factor: The fine-tuning's weight learning rate as a fraction of the search's initial one (0.1: the
             authors' ``learning_rate / 10``), kept constant.
-        train_alphas: Alpha steps during fine-tuning, with the search's strategy and alpha optimizer (the authors'
+        train_alphas: First-order alpha steps during fine-tuning, with the search's alpha optimizer (the authors'
             ``darts-proj``; false is their ``blank-proj``, fixed alphas).
         num_batches: Evaluation batches per candidate (the first ones of the alpha-val half); none: all of it.
         tune_batches: Training batches per fine-tuning epoch; none: the whole weight-train half.
@@ -412,6 +416,7 @@ class _Run:
         self.settings = selection.settings(self.seed)
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.module = LitSearch.load_from_checkpoint(ckpt_path, map_location="cpu")
+        self.strategy = FirstOrder()  # the authors' fine-tuning steps the alphas first order, whatever the search did
         self.space = self.module.space.to(self.device)
         check_space(self.space)
         self.datamodule = build_datamodule(config, data)
@@ -514,7 +519,7 @@ class _Run:
 
     def _tune_epoch(self) -> None:
         """One epoch of the bilevel loop on the projected supernet: an alpha step on a val batch (if
-        ``train_alphas``), then a weight step on a train batch, as the search's ``LitSearch`` does."""
+        ``train_alphas``; first order), then a weight step on a train batch, as the search's ``LitSearch`` does."""
         # New loaders every epoch: their shuffles and worker seeds come from the global generators, which a resumed
         # selection restores at the epoch's start (persistent workers would carry their state past a kill).
         loaders = self.datamodule.train_dataloader()
@@ -532,8 +537,7 @@ class _Run:
         module = self.module
         self.arch_opt.zero_grad(set_to_none=True)
         with FiniteChecks(f"alpha step ({where})") as checks:
-            step = module.strategy.arch_gradients(self.space, train_batch, val_batch, self.weight_opt,
-                                                  module.grad_clip)
+            step = self.strategy.arch_gradients(self.space, train_batch, val_batch, self.weight_opt, module.grad_clip)
             grads = step.grads
             if module.regularizers:
                 penalty = sum(regularizer(self.space) for regularizer in module.regularizers)
