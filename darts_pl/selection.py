@@ -16,8 +16,8 @@ fine-tuning between rounds (their ``proj_intv``, 5 in their scripts) with a fres
 search's learning rate, kept constant, and first-order alpha steps with the search's alpha optimizer and its state;
 the evaluations run the supernet in training mode (batch statistics), without gradients.
 
-The command loads the search's last checkpoint (``LitSearch.load_from_checkpoint``: space, strategy, optimizers,
-regularizers and weight-step perturbation as the run configured them) and its data module from the run's
+The command loads the search's last checkpoint (``LitSearch.load_from_checkpoint``: the space, the optimizers' settings,
+the regularizers and the weight-step perturbation as the run configured them) and its data module from the run's
 ``config.yaml`` (search mode), and writes into the run directory, beside the search's ``genotype.json``:
 
 * ``genotype_pt.json``: the selected cell (train it with ``--model.genotype RUN/genotype_pt.json``);
@@ -34,9 +34,9 @@ Notes (deviations from the authors' code):
     * The batch-norm statistics that the evaluations update are put back after each one (training-mode
       evaluations do not read them; the authors leave them changed).
     * An edge fixed to ``none`` stays ``none`` in the genotype (the authors' ``genotype()`` then names another op).
-    * The fine-tuning keeps what the search's alpha loss and weight step had: its regularizers, and SDARTS's
-      perturbation at the value its schedule ended with (the authors' SDARTS fine-tuning uses the schedule's end
-      value, 0.3).
+    * The fine-tuning keeps what the search's alpha loss and weight step had: its regularizers (the authors' code
+      has none), and SDARTS's perturbation at the value its schedule ended with (the authors' SDARTS fine-tuning
+      uses the schedule's end value, 0.3).
     * No fine-tuning after the last decision (the authors tune one more epoch, which changes no decision); on
       NAS-Bench-201 every gap is ``tune_epochs`` long (their last one is one epoch shorter).
 """
