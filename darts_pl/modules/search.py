@@ -149,9 +149,8 @@ class LitSearch(ResumableRNG):
         if self.strategy.unrolled and space.stochastic:
             raise ConfigurationError(
                 f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
-                f"parts or ops that draw noise ({', '.join(space.noise_sources())}): its finite difference compares "
-                "passes that would each draw another sample, mask or noise. Use strategy FirstOrder (as the methods' "
-                "authors do).")
+                f"parts that draw noise ({', '.join(space.noise_sources())}): its finite difference compares passes "
+                "that would each draw another sample or mask. Use strategy FirstOrder (as the methods' authors do).")
         self.skipped_batches = 0
         self._checked_for: L.Trainer | None = None
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
