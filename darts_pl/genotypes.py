@@ -72,8 +72,8 @@ G = TypeVar("G", bound="CellGenotype")
 GENOTYPE_KINDS: dict[str, type[CellGenotype]] = {}
 """Registered genotype kinds by their ``kind`` (what a file's ``"kind"`` field names)."""
 
-PARAMETER_FREE: frozenset[str] = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3", "identity"})
-"""Ops without weights: a cell full of them is a collapsed cell."""
+PARAMETER_FREE: frozenset[str] = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3", "identity", "noise"})
+"""Ops without weights (``noise``: RobustDARTS's S4): a cell full of them is a collapsed cell."""
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,9 @@ class LitSearch(ResumableRNG):
 
     Raises:
         ConfigurationError: an unrolled (second-order) strategy with a space that draws noise (a stochastic
-            relaxation, skip dropout): the finite difference would compare passes that each draw another sample
-            or mask. A schedule that would set a value outside its target's range (checked before the fit).
+            relaxation, skip dropout, RobustDARTS's ``noise`` op): the finite difference would compare passes that
+            each draw another sample, mask or noise. A schedule that would set a value outside its target's range
+            (checked before the fit).
 
     Note:
         The random-number generators are saved with every checkpoint (``ResumableRNG``), so a run
@@ -146,12 +147,10 @@ class LitSearch(ResumableRNG):
         for schedule in self.schedules:
             schedule.bind(self)  # a wrong target fails now, not after the first epoch; the target knows it moves
         if self.strategy.unrolled and space.stochastic:
-            noisy = ", ".join(f"{role} {type(part).__name__}" for role, part in space.parts().items()
-                              if part.draws_noise)
             raise ConfigurationError(
                 f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
-                f"parts that draw noise ({noisy}): its finite difference compares passes that would each draw "
-                "another sample or mask. Use strategy FirstOrder (as the methods' authors do).")
+                f"parts that draw noise ({', '.join(space.noise_sources())}): its finite difference compares passes "
+                "that would each draw another sample or mask. Use strategy FirstOrder (as the methods' authors do).")
         self.skipped_batches = 0
         self._checked_for: L.Trainer | None = None
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not

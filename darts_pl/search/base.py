@@ -40,6 +40,7 @@ from darts_pl.parts.edge_normalization import EdgeNormalization
 from darts_pl.parts.edges import Edge, WeightedSum
 from darts_pl.parts.op_wrappers import OpWrapper
 from darts_pl.parts.relaxation import EdgeWeights, Relaxation, Softmax
+from darts_pl.search.projection import EdgeProjection
 
 Stream = Literal["train", "val"]
 
@@ -112,6 +113,7 @@ class SearchSpace(nn.Module, ABC):
         self.cell_names: tuple[str, ...] = ()
         self._in_degrees: list[int] = []
         self._fixed_edge_weights: Mapping[str, EdgeWeights] | None = None
+        self._projection: EdgeProjection | None = None
 
     def add_cells(self, cells: Mapping[str, nn.Parameter], in_degrees: Sequence[int] = (),
                   init: Literal["randn", "zeros"] = "randn", init_scale: float = 1e-3) -> None:
@@ -156,8 +158,16 @@ class SearchSpace(nn.Module, ABC):
 
     @property
     def stochastic(self) -> bool:
-        """Whether a forward draws noise (a sampled relaxation, a dropout...): any part that declares it."""
-        return any(part.draws_noise for part in self.parts().values())
+        """Whether a forward draws noise (a sampled relaxation, a dropout, a ``noise`` op...)."""
+        return bool(self.noise_sources())
+
+    def noise_sources(self) -> list[str]:
+        """What draws noise in a forward: the parts that declare it (``"relaxation GumbelSoftmax"``), and the
+        candidate ops that do (a module with ``draws_noise = True``: ``"op NoiseOp"``, RobustDARTS's S4)."""
+        parts = self.parts()
+        found = [f"{role} {type(part).__name__}" for role, part in parts.items() if part.draws_noise]
+        ops = {type(m).__name__ for m in self.modules() if not isinstance(m, Part) and getattr(m, "draws_noise", False)}
+        return found + [f"op {name}" for name in sorted(ops)]
 
     @property
     def unused_parameters(self) -> bool:
@@ -200,7 +210,8 @@ class SearchSpace(nn.Module, ABC):
     # ------------------------------------------------------------------ architecture
     def edge_weights(self) -> Mapping[str, EdgeWeights]:
         """The edge weights of one forward pass per cell type (a new sample for stochastic relaxations), or those a
-        weight-step hook fixed (:meth:`fixed_edge_weights`); with edge normalisation, each edge's ``scale`` too."""
+        weight-step hook fixed (:meth:`fixed_edge_weights`); with edge normalisation, each edge's ``scale`` too;
+        inside :meth:`projected`, with the projection's decided edges and masked ops applied on top."""
         if self._fixed_edge_weights is not None:
             weights = dict(self._fixed_edge_weights)
         else:
@@ -208,7 +219,7 @@ class SearchSpace(nn.Module, ABC):
         for cell, scale in self.edge_scales().items():
             if weights[cell].scale is None:
                 weights[cell] = weights[cell]._replace(scale=scale)
-        return weights
+        return weights if self._projection is None else self._projection.apply(weights)
 
     @contextlib.contextmanager
     def fixed_edge_weights(self, weights: Mapping[str, EdgeWeights]) -> Iterator[None]:
@@ -221,6 +232,21 @@ class SearchSpace(nn.Module, ABC):
             yield
         finally:
             self._fixed_edge_weights = None
+
+    @contextlib.contextmanager
+    def projected(self, projection: EdgeProjection) -> Iterator[None]:
+        """Run every forward inside the block with ``projection`` applied to the edge weights (selection by
+        perturbation, ``darts_pl.selection``); monitors and :meth:`genotype` still read the relaxation's
+        probabilities."""
+        unknown = sorted(set(projection.keep) - set(self.cell_names))
+        if unknown:
+            raise ConfigurationError(f"projected: the projection has cell types {unknown}, the space has "
+                                     f"{sorted(self.cell_names)}.")
+        previous, self._projection = self._projection, projection
+        try:
+            yield
+        finally:
+            self._projection = previous
 
     def edge_scales(self) -> dict[str, torch.Tensor]:
         """The edge normalisation's factor on every edge, ``{cell: (edges,)}``; ``{}`` without it."""
