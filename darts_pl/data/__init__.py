@@ -11,3 +11,6 @@ from darts_pl.data.text import PTBDataModule, TextDataModule, WikiText2DataModul
 
 __all__ += ["PTBDataModule", "TextDataModule", "WikiText2DataModule"]
 __all__ += ["CIFAR100DataModule"]
+from darts_pl.data.imagenet16 import ImageNet16DataModule  # noqa: E402
+
+__all__ += ["ImageNet16DataModule"]
