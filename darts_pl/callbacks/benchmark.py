@@ -111,7 +111,10 @@ class BenchmarkLookup(Callback):
             self._described = self._on_rank_zero(trainer, self._open)
 
     def _open(self) -> dict[str, Any]:
-        self.benchmark = TabularBenchmark(self.path, self.hp)
+        try:
+            self.benchmark = TabularBenchmark(self.path, self.hp)  # type: ignore[arg-type]
+        except ConfigurationError as err:  # name the setting: the message is the module's, for any caller
+            raise ConfigurationError(f"BenchmarkLookup path (--trainer.callbacks.init_args.path): {err}") from None
         return self.benchmark.describe()
 
     def _on_rank_zero(self, trainer: L.Trainer, action: Any) -> Any:
