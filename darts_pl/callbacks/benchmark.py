@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ class BenchmarkLookup(Callback):
             raise ConfigurationError(f"BenchmarkLookup path (--trainer.callbacks.init_args.path): {err}") from None
         return self.benchmark.describe()
 
-    def _on_rank_zero(self, trainer: L.Trainer, action: Any) -> Any:
+    def _on_rank_zero(self, trainer: L.Trainer, action: Callable[[], Any]) -> Any:
         """``action()`` on rank 0, its result (or its ``ConfigurationError``) on every rank."""
         result, error, failure = None, None, None
         if trainer.is_global_zero:
