@@ -133,7 +133,7 @@ def cell_spec(study: Study, key: CellKey, root: Path) -> cellfiles.CellSpec:
                                  "continues cells with --ckpt_path last, which needs a TensorBoard, CSV or W&B "
                                  "logger (or none).")
     args += ["--seed_everything", str(key.seed), "--trainer.default_root_dir", str(directory)]
-    if kind in ("tensorboard", "csv", "wandb") and isinstance((config.get("trainer") or {}).get("logger"), dict):
+    if kind in ("tensorboard", "csv", "wandb") and (config.get("trainer") or {}).get("logger") not in (None, True):
         args += ["--trainer.logger.init_args.save_dir", str(directory)]
     if kind == "wandb":
         args += ["--trainer.logger.init_args.group", study.title, "--trainer.logger.init_args.job_type",

@@ -19,9 +19,13 @@ or mistyped key is one line, exit status 2)::
           - {name: c4, args: [--model.init_args.space.init_args.channels, "4"]}
           - {name: c8, args: [--model.init_args.space.init_args.channels, "8"]}
 
-Every cell of the grid is one ``darts-pl fit`` run in ``<root>/<method>/<axis>=<value>/.../seed_<s>/``. ``{seed}``
-in any argument becomes the cell's seed (the noise generators of GDAS, DrNAS and SDARTS have seeds of their own;
-``--seed_everything`` does not reach them).
+Every cell of the grid is one ``darts-pl fit`` run in ``<root>/<method>/<axis>=<value>/.../seed_<s>/``. Its
+arguments come in the file's order, and later ones win as in any LightningCLI command: the base configs, the study's
+``args``, the method's overlays and ``args``, each axis value's overlays and ``args``, then the runner's own
+(``--seed_everything``, ``--trainer.default_root_dir``...). So a method's overlay wins over the study's ``args``:
+give a setting every method must share after the overlays (an axis with one value) if an overlay sets it too.
+``{seed}`` in any argument becomes the cell's seed (the noise generators of GDAS, DrNAS and SDARTS have seeds of
+their own; ``--seed_everything`` does not reach them).
 
 The grid (name, base, args, methods, seeds, axes) is what a root is for: the root records it (``study.yaml``, the
 effective study; ``study.json``, its canonical form and hash), and a study whose grid differs is refused there.
