@@ -336,8 +336,8 @@ def test_report_numbers_are_those_of_the_run_files(reference, tmp_path: Path) ->
     assert exit_info.value.code == 0
     rows = {row["method"]: row for row in read_csv(copy / "report.csv")}
     for method, accs in expected.items():
-        assert float(rows[method]["cifar10_test_acc_mean"]) == pytest.approx(statistics.mean(accs))
-        assert float(rows[method]["cifar10_test_acc_std"]) == pytest.approx(statistics.stdev(accs))
+        assert float(rows[method]["cifar10_test_acc_mean"]) == pytest.approx(statistics.mean(accs), rel=1e-5)
+        assert float(rows[method]["cifar10_test_acc_std"]) == pytest.approx(statistics.stdev(accs), rel=1e-5)
     assert (copy / "report_files" / "curve_cifar10_test_acc.png").is_file()
     assert "cifar10 test acc" in (copy / "report.md").read_text()
 
@@ -479,9 +479,8 @@ def test_shipped_studies_parse_for_every_method(name: str, tmp_path: Path, capsy
 
     monkeypatch.chdir(REPO)
     study, _ = load_study(["--config", f"configs/studies/{name}.yaml", "--root", str(tmp_path / "root")])
-    missing = [p for p in study.base if not Path(p).is_file()]
-    if missing:
-        pytest.skip(f"{missing} is not in this checkout")
+    missing = [p for p in study.base if not Path(p).is_file()]  # the benchmark overlay, where not yet merged
+    study.base = [p for p in study.base if p not in missing]
     validate(study)
     methods = set()
     for key in study.cells():
@@ -495,3 +494,54 @@ def test_shipped_studies_parse_for_every_method(name: str, tmp_path: Path, capsy
         config = yaml.safe_load(capsys.readouterr().out)
         assert config["seed_everything"] == key.seed
     assert methods == {m.name for m in study.methods}
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_a_cell_runs_ddp(tmp_path: Path) -> None:
+    """A cell of two processes (DDP on the CPU, Lightning's own launcher): one run, one record, one result."""
+    study = tiny_study(tmp_path / "study.yaml", tmp_path / "ddp", seeds=[0], methods=[
+        {"name": "darts", "args": ["--trainer.strategy", "ddp", "--trainer.devices", "2"]}])
+    ran = run_study("--config", str(study))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    record = json.loads((tmp_path / "ddp" / "darts" / "seed_0" / "study_cell.json").read_text())
+    assert record["status"] == "finished" and record["peak_rss_mb"] > 100
+    runs = cellfiles.run_directories(tmp_path / "ddp" / "darts" / "seed_0")
+    assert len(runs) == 1
+    config = yaml.safe_load((runs[0] / "config.yaml").read_text())
+    assert (config["trainer"]["strategy"], str(config["trainer"]["devices"])) == ("ddp", "2")
+    assert "1 of 1 cells finished." in (tmp_path / "ddp" / "report.md").read_text()
+
+
+def test_epoch_scalars_write_each_validation_and_drop_repeated_epochs(tmp_path: Path) -> None:
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from darts_pl.data import DigitsDataModule
+    from darts_pl.modules.search import LitSearch
+    from darts_pl.search import CNNSearchSpace
+    from darts_pl.study.epoch_scalars import FILENAME, EpochScalars
+
+    def fit(epochs: int, ckpt_path: str | None = None) -> L.Trainer:
+        torch.manual_seed(0)
+        trainer = L.Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, accelerator="cpu",
+                            devices=1, logger=False, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[EpochScalars(dirpath=str(tmp_path)), ModelCheckpoint(
+                                dirpath=str(tmp_path / "checkpoints"), save_last=True)])
+        trainer.fit(LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)),
+                    DigitsDataModule(batch_size=16), ckpt_path=ckpt_path)
+        return trainer
+
+    fit(1)
+    first = json.loads((tmp_path / FILENAME).read_text())["epochs"]
+    assert [(e["epoch"], e["step"]) for e in first] == [(0, 1)] and "val/acc" in first[0]["metrics"]
+    stale = {"epoch": 1, "step": 3, "wall_time": 0.0, "metrics": {"val/acc": -1.0}}  # a killed attempt's epoch 1
+    (tmp_path / FILENAME).write_text(json.dumps({"epochs": [*first, stale]}))
+    trainer = fit(2, str(tmp_path / "checkpoints" / "last.ckpt"))
+    epochs = json.loads((tmp_path / FILENAME).read_text())["epochs"]
+    assert [(e["epoch"], e["step"]) for e in epochs] == [(0, 1), (1, 3)] and epochs[0] == first[0]
+    assert epochs[1]["metrics"]["val/acc"] == pytest.approx(float(trainer.callback_metrics["val/acc"]))
+    scalars, _, iterations = rundata.read_scalars(tmp_path)
+    assert scalars["val/acc"] == pytest.approx({0: first[0]["metrics"]["val/acc"], 1: epochs[1]["metrics"]["val/acc"]})
+    assert iterations == 4

@@ -275,8 +275,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         if lock is None:
             return {"cell": spec.cell, "status": "busy", "holder": holder(cell_dir)}
         record = read_record(cell_dir)
-        if is_finished(cell_dir):
-            return record
+        if is_finished(cell_dir):  # e.g. a second job of a cell a study ran twice: nothing to do
+            return {**record, "already": True}
         record = {"format": CELL_FORMAT, "cell": spec.cell, "history": [], **record}
         return _attempt(spec, cell_dir, lock, record)
 

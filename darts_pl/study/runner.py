@@ -216,11 +216,12 @@ class Runner:
             return "failed"
         status = record.get("status", "failed")
         attempt = (record.get("history") or [{}])[-1]
-        self.children_s += attempt.get("wall_s") or 0.0
         log = Path(spec.directory) / cellfiles.CELL_LOG
-        if status == "finished" and attempt.get("wall_s") is None:
-            say(f"{spec.label}: finished already.")
-        elif status == "finished":
+        if record.get("already"):
+            say(f"{spec.label}: finished already (by another job).")
+            return status
+        self.children_s += attempt.get("wall_s") or 0.0
+        if status == "finished":
             say(f"{spec.label}: finished in {attempt['wall_s']:.1f} s, peak memory {attempt.get('peak_rss_mb')} MB.")
         elif status == "busy":
             say(f"{spec.label}: left alone: another process runs it ({record.get('holder')}); run the study again "
