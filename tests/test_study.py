@@ -8,9 +8,11 @@ import csv
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -545,3 +547,80 @@ def test_epoch_scalars_write_each_validation_and_drop_repeated_epochs(tmp_path: 
     scalars, _, iterations = rundata.read_scalars(tmp_path)
     assert scalars["val/acc"] == pytest.approx({0: first[0]["metrics"]["val/acc"], 1: epochs[1]["metrics"]["val/acc"]})
     assert iterations == 4
+
+
+@pytest.mark.slow
+def test_report_of_a_study_with_an_axis(reference, tmp_path: Path) -> None:
+    """Rows, curves and cell tables per axis value (the reference's runs laid out as a grid with an axis)."""
+    from darts_pl.study.report import build_report
+
+    _, root, done = reference
+    assert done.returncode == 0, done.stderr[-3000:]
+    grid = json.loads((root / "study.json").read_text())
+    grid["grid"]["axes"] = [{"name": "space", "values": [{"name": "a"}, {"name": "b"}]}]
+    grid["grid"]["seeds"] = [0]
+    axis_root = tmp_path / "axis"
+    axis_root.mkdir()
+    (axis_root / "study.json").write_text(json.dumps(grid))
+    for method in ("darts", "gdas"):  # seed 0's run as space=a, seed 1's as space=b
+        for seed, value in ((0, "a"), (1, "b")):
+            shutil.copytree(root / method / f"seed_{seed}", axis_root / method / f"space={value}" / "seed_0")
+    report = build_report(axis_root)
+    assert [(r["method"], r["space"], r["seeds"]) for r in report.summary] == [
+        ("darts", "a", 1), ("darts", "b", 1), ("gdas", "a", 1), ("gdas", "b", 1)]
+    reference_cells = {(row["method"], row["seed"]): row for row in read_csv(root / "cells.csv")}
+    for row in read_csv(axis_root / "cells.csv"):
+        original = reference_cells[(row["method"], "0" if row["space"] == "a" else "1")]
+        assert (row["val_acc"], row["genotype"]) == (original["val_acc"], original["genotype"])
+    assert set(report.pictures) == {"space=a", "space=b"}
+    assert (axis_root / "report_files" / "curve_val_acc__space=b.png").is_file()
+    text = (axis_root / "report.md").read_text()
+    assert "| method | space | seeds |" in text and "### space=b" in text
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_cells_and_a_rerun_continues_them(tmp_path: Path) -> None:
+    study = tiny_study(tmp_path / "study.yaml", tmp_path / "root", seeds=[0], methods=[{"name": "darts"}],
+                       args=[*TINY_ARGS, "--trainer.max_epochs", "5"])
+    cell = tmp_path / "root" / "darts" / "seed_0"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
+    runner = subprocess.Popen([sys.executable, "-m", "darts_pl.study", "--config", str(study)], cwd=REPO, env=env,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(cell.rglob("*.ckpt")) and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        runner.send_signal(signal.SIGTERM)  # during epoch 1 (epoch 0's checkpoint is there)
+        _, err = runner.communicate(timeout=300)
+    finally:
+        runner.kill()
+    assert runner.returncode == 143, err[-3000:]
+    assert "stopping on SIGTERM" in err
+    record = json.loads((cell / "study_cell.json").read_text())
+    assert record["status"] == "interrupted" and record["returncode"] == 143, record
+    again = run_study("--config", str(study))
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((cell / "study_cell.json").read_text())
+    assert record["status"] == "finished" and [h["resumed"] for h in record["history"]] == [False, True]
+    assert len(cellfiles.run_directories(cell)) == 1
+
+
+@pytest.mark.slow
+def test_wandb_cells_get_group_job_type_scalars_and_the_report(tmp_path: Path) -> None:
+    study = tiny_study(tmp_path / "study.yaml", tmp_path / "root", seeds=[0], methods=[{"name": "darts"}],
+                       base=[QUICKSTART, str(REPO / "configs" / "wandb.yaml")])
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    ran = subprocess.run([sys.executable, "-m", "darts_pl.study", "--config", str(study)], cwd=REPO, timeout=600,
+                         env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    root, cell = tmp_path / "root", tmp_path / "root" / "darts" / "seed_0"
+    (run,) = cellfiles.run_directories(cell)
+    assert run.parent == cell / "darts_pl"  # <save_dir>/<project>/<W&B run id>, in the cell
+    logger = yaml.safe_load((run / "config.yaml").read_text())["trainer"]["logger"]["init_args"]
+    assert (logger["group"], logger["job_type"]) == ("tiny", "darts")
+    epochs = json.loads((run / "epoch_scalars.json").read_text())["epochs"]
+    row = read_csv(root / "report.csv")[0]
+    assert float(row["val_acc_mean"]) == pytest.approx(epochs[-1]["metrics"]["val/acc"], rel=1e-5)
+    settings = json.loads((root / "study.json").read_text())["wandb"]
+    assert settings["group"] == "tiny" and settings["project"] == "darts_pl"
+    assert len(list((root / "wandb").glob(f"offline-run-*-{settings['id']}"))) == 1
