@@ -8,7 +8,8 @@ parameter-free ops of the derived normal cell (NAS-Bench-201: the cell), seconds
 (the runner's ``os.wait4`` of each child: its largest resident set; for a DDP cell, the largest process) and wall
 time (all attempts of the cell). Curves over epochs (the validation metric, mean alpha entropy, skip connections,
 benchmark test accuracy) draw one line per method, the mean over seeds, in a band from the lowest to the highest
-seed. The derived cells are drawn side by side, one row per method, one column per seed. What is read from which
+seed. The derived normal cells (NAS-Bench-201: the cell) are drawn side by side, one row per method, one column per
+seed. What is read from which
 file is in :mod:`darts_pl.study.rundata`.
 
 Only finished cells enter the numbers; the report says which cells are still running or failed. Nothing in the
@@ -292,7 +293,9 @@ def markdown(title: str, study_hash: str | None, results: Sequence[CellResult], 
         for heading, files in pictures.items():
             lines += [*([f"### {heading}", ""] if heading else []), *[f"![{Path(f).stem}]({f})" for f in files], ""]
     if diagrams:
-        lines += ["## Derived cells", "", *_diagram_tables(results, axis_names, diagrams), ""]
+        lines += ["## Derived cells", "", "The final normal cell of every run (NAS-Bench-201: the cell); every cell type's "
+                  "diagram is in the run directory (`genotype_<cell>.png`).", "",
+                  *_diagram_tables(results, axis_names, diagrams), ""]
     lines += ["## Cells", "", *_cell_table(results, axis_names, metric, benchmark), ""]
     return "\n".join(lines)
 
@@ -338,6 +341,7 @@ CURVES: dict[str, tuple[str, Callable[[RunData], Mapping[int, float]]]] = {
 def _curve_figure(title: str, ylabel: str, lines: Mapping[str, list[Mapping[int, float]]]) -> Any:
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = figure.add_subplot()
@@ -352,6 +356,7 @@ def _curve_figure(title: str, ylabel: str, lines: Mapping[str, list[Mapping[int,
             ax.fill_between(epochs, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.2,
                             linewidth=0)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -390,8 +395,10 @@ def draw_curves(root: Path, results: Sequence[CellResult], axis_names: Sequence[
 
 
 def draw_cells(root: Path, results: Sequence[CellResult]) -> dict[str, str]:
-    """Each finished cell's derived genotype (every cell type side by side) in ``report_files/cells/``, drawn once
-    per genotype file; ``{cell name: relative path}``."""
+    """Each finished cell's derived normal cell (NAS-Bench-201: the cell; recurrent: its cell) in
+    ``report_files/cells/``, drawn once per genotype file; ``{cell name: relative path}``. Every cell type's diagram
+    is in the run directory (``genotype_<cell>.png``)."""
+    from darts_pl.study.rundata import derived_cell
     from darts_pl.viz import save_cell_diagram
 
     diagrams = {}
@@ -401,7 +408,7 @@ def draw_cells(root: Path, results: Sequence[CellResult]) -> dict[str, str]:
         path = f"{FILES}/cells/{r.name.replace('/', '__')}.png"
         target = root / path
         if not target.is_file() or target.stat().st_mtime < (r.run / "genotype.json").stat().st_mtime:
-            save_cell_diagram(r.data.genotype, target, engine="matplotlib", dpi=80)
+            save_cell_diagram(r.data.genotype, target, derived_cell(r.data.genotype), engine="matplotlib", dpi=80)
         diagrams[r.name] = path
     return diagrams
 

@@ -163,16 +163,20 @@ def _epoch_scalars(path: Path) -> tuple[dict[str, dict[int, float]], float | Non
 
 
 # ----------------------------------------------------------------------------------------- alphas and cells
-def derived_cell(genotype: genotypes.AnyGenotype) -> str:
-    """The cell whose collapse the report counts: ``cell`` for NAS-Bench-201, else ``normal``."""
-    return "cell" if isinstance(genotype, genotypes.NB201Genotype) else "normal"
+def derived_cell(genotype: genotypes.AnyGenotype) -> str | None:
+    """The cell the report counts and draws: ``normal`` (DARTS space), ``cell`` (NAS-Bench-201), ``None`` for a
+    recurrent genotype (its one cell; no collapse counts)."""
+    if isinstance(genotype, genotypes.NB201Genotype):
+        return "cell"
+    return "normal" if isinstance(genotype, genotypes.Genotype) else None
 
 
 def derived_counts(genotype: genotypes.AnyGenotype) -> dict[str, int]:
     """Skip connections and parameter-free ops in the derived normal cell (the NB201 cell); empty for RNN cells."""
     from darts_pl.callbacks.monitor import collapse_counts
 
-    return collapse_counts(genotype, derived_cell(genotype))
+    cell = derived_cell(genotype)
+    return collapse_counts(genotype, cell) if cell else {}
 
 
 def read_entropy(run: Path) -> dict[int, float]:
