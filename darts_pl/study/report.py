@@ -293,8 +293,9 @@ def markdown(title: str, study_hash: str | None, results: Sequence[CellResult], 
         for heading, files in pictures.items():
             lines += [*([f"### {heading}", ""] if heading else []), *[f"![{Path(f).stem}]({f})" for f in files], ""]
     if diagrams:
-        lines += ["## Derived cells", "", "The final normal cell of every run (NAS-Bench-201: the cell); every cell type's "
-                  "diagram is in the run directory (`genotype_<cell>.png`).", "",
+        lines += ["## Derived cells", "",
+                  "The final normal cell of every run (NAS-Bench-201: the cell); every cell type's diagram is in the "
+                  "run directory (`genotype_<cell>.png`).", "",
                   *_diagram_tables(results, axis_names, diagrams), ""]
     lines += ["## Cells", "", *_cell_table(results, axis_names, metric, benchmark), ""]
     return "\n".join(lines)

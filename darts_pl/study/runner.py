@@ -171,22 +171,22 @@ class Runner:
     def run(self) -> int:
         """Run the study; the exit status (0: every cell finished, 1: some did not, 130/143: stopped)."""
         with root_lock(self.root):
-            record = check_record(self.root, self.study, self.text)
             keys = list(self.study.cells())
+            specs = {key.label: cell_spec(self.study, key, self.root) for key in keys}  # refuses before recording
+            record = check_record(self.root, self.study, self.text)
             todo = [key for key in keys if not cellfiles.is_finished(self.root / key.relative_dir)]
             at_once = f", {self.study.parallel} at once" if self.study.parallel > 1 else ""
             say(f"{len(keys)} cells in {str(self.root)!r}: {len(keys) - len(todo)} finished, {len(todo)} to run "
                 f"({self.study.executor}{at_once}).")
-            specs = [cell_spec(self.study, key, self.root) for key in todo]
             start = time.perf_counter()
             self.refresh()
-            outcomes = self._run_cells(specs) if specs else {}
+            outcomes = self._run_cells([specs[key.label] for key in todo]) if todo else {}
             report = self.refresh()
             wall = time.perf_counter() - start
-            self._log(start, wall, len(specs))
+            self._log(start, wall, len(todo))
             if record.get("wandb"):
                 self._to_wandb(report, record["wandb"])
-        return self._summary(outcomes, wall, len(specs))
+        return self._summary(outcomes, wall, len(todo))
 
     def _run_cells(self, specs: Sequence[cellfiles.CellSpec]) -> dict[str, str]:
         executor = make_executor(self.study.executor, self.root, self.study.parallel, self.study.slurm, len(specs))
