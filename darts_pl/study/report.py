@@ -103,6 +103,8 @@ def collect(root: Path, cache: dict[Path, tuple[float, RunData]] | None = None) 
         cell_record = cellfiles.read_record(directory)
         finished = cellfiles.is_finished(directory)
         status = "finished" if finished else cell_record.get("status", "pending")
+        if status == "finished" and not finished:  # recorded, but its genotype.json is gone
+            status = "incomplete"
         result = CellResult(method, axes, seed, directory, status, cell_record)
         if finished:
             result.run = cellfiles.result_run(directory)
@@ -232,10 +234,13 @@ def _csv_value(value: Any) -> Any:
     return "" if value is None else f"{value:.6g}" if isinstance(value, float) else value
 
 
-def _fmt(value: float | None, std: float | None = None) -> str:
+DIGITS = {"num_skip_connect": 2, "num_parameter_free": 2, "s_per_iteration": 3, "peak_rss_mb": 0, "wall_s": 1}
+
+
+def _fmt(value: float | None, std: float | None = None, column: str = "") -> str:
     if value is None:
         return "–"
-    digits = 4 if abs(value) < 10 else 2
+    digits = DIGITS.get(column, 4 if abs(value) < 10 else 2)
     text = f"{value:.{digits}f}"
     return f"{text} ± {std:.{digits}f}" if std is not None else text
 
@@ -255,7 +260,7 @@ def _table(rows: Sequence[Mapping[str, Any]], axis_names: Sequence[str], columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["method"], *[str(row.get(a)) for a in axis_names], f"{row['seeds']}/{row['cells']}"]
-        cells += [_fmt(row.get(f"{c}_mean"), row.get(f"{c}_std")) for c in columns]
+        cells += [_fmt(row.get(f"{c}_mean"), row.get(f"{c}_std"), c) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -263,7 +268,7 @@ def _table(rows: Sequence[Mapping[str, Any]], axis_names: Sequence[str], columns
 def _status_line(results: Sequence[CellResult]) -> str:
     done = sum(r.status == "finished" for r in results)
     line = f"{done} of {len(results)} cells finished."
-    for status in ("running", "interrupted", "failed", "pending"):
+    for status in ("running", "interrupted", "failed", "incomplete", "pending"):
         names = [r.name for r in results if r.status == status]
         if names:
             shown = ", ".join(f"`{n}`" for n in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
@@ -328,7 +333,7 @@ def _cell_table(results: Sequence[CellResult], axis_names: Sequence[str], metric
         values = cell_values(r, metric, benchmark) if r.status == "finished" else {}
         genotype = f"`{r.data.genotype}`" if r.data and r.data.genotype is not None else "–"
         lines.append("| " + " | ".join([f"`{r.name}`", r.status, str(r.record.get("attempts", "–")),
-                                        *[_fmt(values.get(c)) for c in columns], genotype]) + " |")
+                                        *[_fmt(values.get(c), None, c) for c in columns], genotype]) + " |")
     return lines
 
 
