@@ -202,6 +202,8 @@ def test_csv_logger_gets_probability_entropy_and_collapse_scalars(search: Callab
                     assert float(row[edge_key(cell, edge, op, 14)]) == pytest.approx(float(probs[cell][edge, j]),
                                                                                     abs=1e-6)
             assert 0.0 < float(row[f"alpha_entropy/{cell}"]) <= np.log(len(PRIMITIVES)) + 1e-6
+            assert float(row[f"alpha_entropy_normalized/{cell}"]) == pytest.approx(
+                float(row[f"alpha_entropy/{cell}"]) / np.log(len(PRIMITIVES)), rel=1e-5)
         normal = [op for op, _ in run.recorder.genotypes[epoch].normal]
         assert float(row["collapse/normal/num_skip_connect"]) == normal.count("skip_connect")
         parameter_free = sum(op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3") for op in normal)
@@ -268,6 +270,22 @@ def test_losses_of_every_iteration_reach_the_logger(search: Callable[[str], Run]
 
 
 # ----------------------------------------------------------------------------------------- relaxations
+def test_normalised_entropy_puts_every_relaxation_on_one_scale() -> None:
+    from darts_pl.callbacks.monitor import normalized_alpha_entropy
+
+    uniform8, uniform3 = torch.full((14, 8), 1 / 8), torch.full((14, 3), 1 / 3)
+    assert normalized_alpha_entropy(uniform8) == pytest.approx(1.0) == normalized_alpha_entropy(uniform3)
+    assert normalized_alpha_entropy(torch.full((5, 4), 0.5), normalized=False) == pytest.approx(1.0)
+    decided = torch.zeros(14, 8)
+    decided[:, 2] = 1.0
+    assert normalized_alpha_entropy(decided) == pytest.approx(0.0)
+    pruned = torch.zeros(14, 8)  # P-DARTS: 3 ops on every edge, the other columns 0
+    pruned[:, [1, 3, 4]] = 1 / 3
+    assert normalized_alpha_entropy(pruned) == pytest.approx(1.0)
+    half = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    assert normalized_alpha_entropy(half) == pytest.approx(1.0)  # each edge undecided among the ops it has
+
+
 def test_alpha_entropy_of_normalised_and_independent_probabilities() -> None:
     uniform, one_hot = torch.full((14, 8), 1 / 8), torch.eye(8)[[3] * 14]
     assert alpha_entropy(uniform) == pytest.approx(np.log(8))

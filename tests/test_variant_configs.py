@@ -111,14 +111,14 @@ def test_quickstart_overlay_takes_alpha_steps_in_the_quickstart_budget(tmp_path:
     """The method's own overlay keeps its authors' warm-up (10 / 15 / 10 epochs), more than the quickstart's 8 epochs;
     its quickstart overlay scales it, so the search takes alpha steps (counted in the checkpoint's Adam state)."""
     args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(VARIANTS / f"{variant}.yaml"),
-            "--config", str(VARIANTS / "quickstart" / f"{variant}.yaml"), *SMALL, "--trainer.limit_train_batches", "1",
+            "--config", str(VARIANTS / "quickstart" / f"{variant}.yaml"), *SMALL, "--trainer.limit_train_batches", "2",
             "--trainer.default_root_dir", str(tmp_path)]
     assert run_cli(*args) == 0, capsys.readouterr().err[-3000:]
     run_dir = next(p.parent for p in tmp_path.rglob("genotype.json"))
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 7  # the quickstart's 8 epochs
     steps = {int(state["step"]) for state in ckpt["optimizer_states"][1]["state"].values()}
-    assert steps == {8 - QUICKSTART[variant]}  # one alpha step per batch after the warm-up
+    assert steps == {2 * (8 - QUICKSTART[variant])}  # one alpha step per batch after the warm-up
 
 
 def test_the_authors_warm_up_in_the_quickstart_is_warned_about(tmp_path: Path) -> None:

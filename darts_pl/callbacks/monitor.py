@@ -9,6 +9,8 @@ key                                                    what
 =====================================================  ==========================================================
 ``alpha/<cell>/edge_<NN>/<op>``                        probability of ``op`` on edge ``NN`` (every logger)
 ``alpha_entropy/<cell>``                               how undecided the cell is, in nats (every logger; below)
+``alpha_entropy_normalized/<cell>``                    the same divided by its maximum: 1 undecided, 0 decided, on
+                                                       one scale for every relaxation (every logger)
 ``edge_weight/<cell>/edge_<NN>``                       PC-DARTS's normalised edge weight (``space.edge_scales()``;
                                                        every logger; only for spaces with edge normalisation)
 ``collapse/normal/num_skip_connect``                   skip connections in the derived normal cell (every logger)
@@ -56,6 +58,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -88,6 +91,18 @@ def relaxation_of(space: SearchSpace) -> dict[str, Any]:
     relaxation = space.relaxation
     return {"name": type(relaxation).__name__, "label": str(relaxation.label),
             "normalized": bool(relaxation.normalized)}
+
+
+def normalized_alpha_entropy(probs: torch.Tensor, normalized: bool = True) -> float:
+    """:func:`alpha_entropy` divided by its maximum, in [0, 1] (1: undecided, 0: decided), so curves of relaxations
+    with different maxima (ln(ops) for a softmax, ln 2 for independent sigmoid weights) share an axis. An edge's
+    maximum is ln of the ops it has (columns of ops an edge lacks hold 0, as ``edge_probs`` writes them)."""
+    p = probs.double()
+    if not normalized:
+        return alpha_entropy(probs, normalized=False) / math.log(2)
+    entropy = -(p * p.clamp_min(1e-30).log()).sum(-1)  # (edges,)
+    ops = (p > 0).sum(-1).clamp_min(2).double()  # (edges,) the ops each edge has
+    return float((entropy / ops.log()).mean())
 
 
 def alpha_entropy(probs: torch.Tensor, normalized: bool = True) -> float:
@@ -304,6 +319,7 @@ class ArchitectureMonitor(Callback):
         metrics: dict[str, float] = {}
         for cell, p in probs.items():
             metrics[f"alpha_entropy/{cell}"] = alpha_entropy(p, relaxation["normalized"])
+            metrics[f"alpha_entropy_normalized/{cell}"] = normalized_alpha_entropy(p, relaxation["normalized"])
             if self.log_scalars:
                 for (edge, op), value in np.ndenumerate(p.numpy()):
                     metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)

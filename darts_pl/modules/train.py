@@ -104,6 +104,12 @@ class LitClassifier(ResumableRNG):
                 + (f"trains with --model.network {' or '.join(fits)}" if fits else
                    "has no network here (a recurrent cell trains with darts_pl.modules.LitLanguageModel)")
                 + f"; network={network!r} takes {NETWORKS[network].genotype_kind} cells.")
+        empty = cell.empty_cells()
+        if empty:
+            raise GenotypeError(
+                f"LitClassifier: --model.genotype {genotype!r}: the {' and '.join(empty)} cell keeps no op (every edge "
+                "is 'none', e.g. a threshold derivation before any weight reached it), so the network would pass "
+                "nothing through it; search longer (or lower the derivation's threshold), or train another genotype.")
         if network == "nb201" and drop_path_prob > 0:
             raise ConfigurationError(f"LitClassifier: drop_path_prob={drop_path_prob}, but the NAS-Bench-201 network "
                                      "has no drop path (nor has the benchmark's recipe); set --model.drop_path_prob 0.")
