@@ -186,3 +186,12 @@ def test_recurrent_space_refuses_gdas() -> None:
 
     with pytest.raises(ConfigurationError, match="RNNSearchSpace: relaxation=GumbelSoftmax samples one op"):
         RNNSearchSpace(num_tokens=10, emb_size=8, hidden_size=8, relaxation=GumbelSoftmax())
+
+
+def test_a_cnn_overlay_on_the_recurrent_config_names_the_reason(tiny_ptb: Path, tmp_path: Path, capsys) -> None:
+    code = run_cli("fit", "--config", str(REPO / "configs" / "search_ptb.yaml"),
+                   "--config", str(VARIANTS / "drnas.yaml"), "--data.data_dir", str(tiny_ptb),
+                   "--trainer.default_root_dir", str(tmp_path))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("darts-pl: error:")]
+    assert code == 2 and len(lines) == 1
+    assert "convolutional ops" in lines[0] and "the recurrent space takes none, tanh" in lines[0]

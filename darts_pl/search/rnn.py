@@ -149,6 +149,14 @@ class RNNSearchSpace(SearchSpace):
         if not [name for name in self._primitives if name != "none"]:
             raise ConfigurationError(f"RNNSearchSpace: primitives={self._primitives} has no op besides 'none'; "
                              f"the paper's are {list(RNN_PRIMITIVES)}.")
+        from darts_pl.ops import OPS
+
+        convolutional = [name for name in self._primitives if name != "none" and name in OPS]
+        if convolutional:  # e.g. a variant overlay written for the convolutional space
+            raise ConfigurationError(
+                f"RNNSearchSpace: primitives={self._primitives} holds convolutional ops ({', '.join(convolutional)}): "
+                "the config or an overlay was written for the convolutional space (configs/variants/ overlays are "
+                f"for CNN search configs); the recurrent space takes {', '.join(RNN_PRIMITIVES)}.")
         for name in self._primitives:
             if name != "none":
                 get_activation(name)  # fail early, listing the known names
