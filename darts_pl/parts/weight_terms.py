@@ -182,6 +182,8 @@ class CellGradientAlignment(WeightStepTerm):
 
     def gradients(self, space: SearchSpace, loss: Callable[[], torch.Tensor], weights: Sequence[torch.Tensor],
                   watched: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
+        if self.weight == 0:  # the passes would add nothing (the authors run them anyway: only BN statistics move)
+            return None
         grads = [g.detach().clone() for g in watched]
         all_reduce_mean_(grads)  # the global batch's per-cell gradients
         directions = self.directions(grads)

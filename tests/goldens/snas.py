@@ -48,7 +48,8 @@ if len(sys.argv) != 3:
     raise SystemExit(f"usage: python {sys.argv[0]} /path/to/SNAS-Series /path/to/ConfigurableOptimizer")
 SNAS = Path(sys.argv[1]).resolve() / "Analysis" / "snas"
 CONFOPT = Path(sys.argv[2]).resolve()
-if not (SNAS / "model_search.py").is_file() or not (CONFOPT / "src/confopt/oneshot/archsampler/snas/sampler.py").is_file():
+SAMPLER = CONFOPT / "src/confopt/oneshot/archsampler/snas/sampler.py"
+if not (SNAS / "model_search.py").is_file() or not SAMPLER.is_file():
     raise SystemExit("pass the roots of the SNAS-Series and ConfigurableOptimizer checkouts named in the docstring")
 
 _real_to = torch.Tensor.to
@@ -91,7 +92,7 @@ def concrete_inputs() -> dict[str, torch.Tensor]:
 def confopt_sample(alpha: torch.Tensor, tau: float, exponential: torch.Tensor) -> torch.Tensor:
     """ConfigurableOptimizer's ``SNASSampler.sample``, run from its source on a stand-in ``self`` (importing the
     package would import every sampler's dependencies)."""
-    source = (CONFOPT / "src/confopt/oneshot/archsampler/snas/sampler.py").read_text()
+    source = SAMPLER.read_text()
     namespace: dict = {"torch": torch, "F": F}
     exec(compile(source.replace("from confopt.oneshot.archsampler import BaseSampler", "BaseSampler = object"),
                  "sampler.py", "exec"), namespace)
@@ -123,7 +124,7 @@ def concrete_sample(v: dict[str, torch.Tensor]) -> None:
 
 def temperature() -> None:
     section("test_snas_temperature_schedule")
-    source = (CONFOPT / "src/confopt/oneshot/archsampler/snas/sampler.py").read_text()
+    source = SAMPLER.read_text()
     namespace: dict = {"torch": torch, "F": F}
     exec(compile(source.replace("from confopt.oneshot.archsampler import BaseSampler", "BaseSampler = object"),
                  "sampler.py", "exec"), namespace)
