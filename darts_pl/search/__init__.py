@@ -35,6 +35,6 @@ __all__ = [
     "ArgmaxPerEdge", "AuxiliarySkip", "CNNSearchSpace", "Concrete", "Derivation", "Dirichlet", "Edge",
     "EdgeNormalization", "EdgeWeights", "GumbelSoftmax", "JointTopK", "LossOutput", "MaxSkips", "MixedOp",
     "NB201SearchCell", "NB201SearchSpace", "OpWrapper", "PartialChannel", "RNNSearchSpace", "ReinMax", "Relaxation",
-    "SampledOp", "SearchSpace",
-    "SeededNoise", "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightedSum", "check_primitives",
+    "SampledOp", "SearchSpace", "SeededNoise", "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightedSum",
+    "check_primitives",
 ]

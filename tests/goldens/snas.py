@@ -9,7 +9,7 @@ model_search.py`` (``Network._get_categ_mask``: the concrete sample; ``Network.f
 ``method='discrete'``, ``separation='all'``: the expected cost), ``Analysis/snas/operations.py`` (each op's ``size``,
 ``flops``, ``mac``) and ``Analysis/snas/utils.py`` (``Temp_Scheduler``).
 
-Upstream (2): automl/ConfigurableOptimizer, commit 13deb40eb05bb2027d049b76bf1cffa9b55604fc, file
+Upstream (2): automl/ConfigurableOptimizer, commit 13bde40eb05bb2027d049b76bf1cffa9b55604fc, file
 ``src/confopt/oneshot/archsampler/snas/sampler.py`` (``SNASSampler.sample``, ``F.gumbel_softmax``; ``new_epoch``:
 the temperature of each epoch).
 
