@@ -164,19 +164,15 @@ def _epoch_scalars(path: Path) -> tuple[dict[str, dict[int, float]], float | Non
 
 # ----------------------------------------------------------------------------------------- alphas and cells
 def derived_cell(genotype: genotypes.AnyGenotype) -> str | None:
-    """The cell the report counts and draws: ``normal`` (DARTS space), ``cell`` (NAS-Bench-201), ``None`` for a
-    recurrent genotype (its one cell; no collapse counts)."""
-    if isinstance(genotype, genotypes.NB201Genotype):
-        return "cell"
-    return "normal" if isinstance(genotype, genotypes.Genotype) else None
+    """The cell the report counts and draws: the first of the genotype kind's ``collapse_cells`` (``normal`` in the
+    DARTS space, ``cell`` in NAS-Bench-201, ``recurrent`` for a recurrent cell); ``None`` for a kind without one."""
+    return genotype.collapse_cells[0] if genotype.collapse_cells else None
 
 
 def derived_counts(genotype: genotypes.AnyGenotype) -> dict[str, int]:
-    """Skip connections and parameter-free ops in the derived normal cell (the NB201 cell); empty for RNN cells."""
-    from darts_pl.callbacks.monitor import collapse_counts
-
+    """Skip connections and parameter-free ops in :func:`derived_cell` (empty when the kind names none)."""
     cell = derived_cell(genotype)
-    return collapse_counts(genotype, cell) if cell else {}
+    return genotype.cell_counts(cell) if cell else {}
 
 
 def read_entropy(run: Path) -> dict[int, float]:
