@@ -33,6 +33,7 @@ from darts_pl.callbacks.rundir import claim_version, newest_run, run_dir, versio
 from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
+from darts_pl.spawn import use_file_results
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
 
@@ -106,6 +107,7 @@ class DartsCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        use_file_results(trainer)  # ddp_spawn: rank 0's result would not fit through Lightning's pipe
         return trainer
 
     def before_fit(self) -> None:

@@ -75,8 +75,13 @@ def in_parallel(*calls) -> list:
         return list(pool.map(lambda call: call(), calls))
 
 
+def runs_in(root: Path) -> list[Path]:
+    """The run directories below a job's root: ``<root>/<method or logger name>/version_N``."""
+    return sorted(root.glob("*/version_*"))
+
+
 def the_run(root: Path) -> Path:
-    runs = sorted((root / "lightning_logs").iterdir())
+    runs = runs_in(root)
     assert len(runs) == 1, runs
     return runs[0]
 
@@ -170,7 +175,7 @@ def test_runs_started_at_once_get_their_own_directories(tmp_path: Path) -> None:
     results = in_parallel(lambda: run(root, "--trainer.max_epochs", "1", "--seed_everything", "1"),
                           lambda: run(root, "--trainer.max_epochs", "1", "--seed_everything", "2"))
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
-    runs = sorted((root / "lightning_logs").iterdir())
+    runs = runs_in(root)
     assert [p.name for p in runs] == ["version_0", "version_1"]
     seeds = sorted(line for p in runs for line in (p / "config.yaml").read_text().splitlines()
                    if line.startswith("seed_everything:"))
@@ -179,3 +184,71 @@ def test_runs_started_at_once_get_their_own_directories(tmp_path: Path) -> None:
         assert (run_dir / "genotype.json").is_file() and len(AlphaHistory.load(run_dir)) == 1
     histories = [np.load(p / "alpha_history.npz")["normal"] for p in runs]
     assert not np.array_equal(*histories)  # each run kept its own result
+
+
+# ------------------------------------------------------------------ multi-process runs of the command itself
+DDP_ARGS = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.devices", "2",
+            "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+            "--trainer.limit_val_batches", "1", "--model.init_args.space.init_args.channels", "4",
+            "--model.init_args.space.init_args.num_cells", "3", "--data.init_args.batch_size", "16"]
+
+
+def run_bounded(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``command`` in its own process group, killed with all its workers when it outlives ``timeout``: a hang
+    fails the test instead of blocking the suite."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(command[3:6])}... did not exit within {timeout} s; its output ends with:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+@pytest.mark.parametrize(("strategy", "overlay", "resume"), [("ddp_spawn", None, True), ("ddp_spawn", "gdas", False),
+                                                             ("ddp", None, True)])
+def test_the_command_under_ddp_exits_and_resumes(tmp_path: Path, strategy: str, overlay: str | None,
+                                                 resume: bool) -> None:
+    """The quickstart's own callbacks (the alpha monitor logs one scalar per op and edge: about 70 KB of
+    callback metrics, more than a pipe holds) under both DDP launchers: the command exits after the final
+    genotype, and ``--ckpt_path last`` continues the run in its own directory."""
+    root = tmp_path / "runs"
+    command = [sys.executable, "-m", "darts_pl.cli", *DDP_ARGS, "--trainer.strategy", strategy,
+               "--trainer.default_root_dir", str(root)]
+    if overlay:
+        command += ["--config", str(REPO / "configs" / "variants" / f"{overlay}.yaml")]
+    done = run_bounded(command, tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("Final genotype written") == 1
+    if resume:
+        done = run_bounded([*command, "--trainer.max_epochs", "2", "--ckpt_path", "last"], tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = the_run(root)
+    epochs = ["epoch_000.json", "epoch_001.json"] if resume else ["epoch_000.json"]
+    assert sorted(p.name for p in (run_dir / "genotypes").glob("*.json")) == epochs
+    assert load(run_dir / "genotype.json") and len(AlphaHistory.load(run_dir)) == len(epochs)
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_a_spawned_rank_zero_result_travels_through_a_file() -> None:
+    """What rank 0 puts into the return queue is a token of a few bytes, whatever the result's size; the main
+    process unpickles it into the result itself, and the file is gone afterwards."""
+    import pickle
+    import queue
+
+    from darts_pl.spawn import _ThroughFile
+
+    sent: queue.Queue = queue.Queue()
+    result = {"callback_metrics_bytes": os.urandom(1 << 20)}
+    _ThroughFile(sent).put(result)
+    item = sent.get()
+    token = pickle.dumps(item)
+    assert len(token) < 1024  # a pipe holds 64 KiB
+    assert Path(item.path).is_file()
+    assert pickle.loads(token) == result
+    assert not Path(item.path).exists() and not Path(item.path).parent.exists()
