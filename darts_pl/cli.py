@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import signal
+import string
 import sys
 import threading
 import traceback
@@ -29,7 +31,15 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
 from darts_pl.atomic import atomic_write
-from darts_pl.callbacks.rundir import claim_version, newest_run, run_dir, version_number
+from darts_pl.callbacks.rundir import (
+    LOCK_FILE,
+    RunInUseError,
+    RunLock,
+    claim_version,
+    newest_run,
+    run_dir,
+    version_number,
+)
 from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
@@ -78,6 +88,8 @@ class DartsCLI(LightningCLI):
     claimed: Path | None = None
     """The topmost directory this process created for its run (``main`` removes it again, while still empty
     of files, if the run fails before it starts)."""
+    lock: RunLock | None = None
+    """The run directory's lock, held by this process until ``main`` returns (see ``RunLock``)."""
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)
@@ -168,8 +180,9 @@ def place_run(cfg: Namespace) -> Path | None:
     A new run claims ``<root>/<name>/version_N`` atomically (TensorBoard/CSV loggers, and no logger, where the
     trainer's root becomes the run's directory); a W&B run's directory is named by its unique id. ``last``
     looks only among the runs of this job's root and logger (W&B: this project), takes the one whose
-    checkpoints were written last and resumes from its newest intact checkpoint. Returns the directory it
-    created, if any.
+    checkpoints were written last and resumes from its newest intact checkpoint. Rank 0 locks the run's
+    directory for the life of the process (``RunLock``): a resume of a run that is still running is refused.
+    Returns the directory it created, if any.
     """
     root = Path(cfg.trainer.get("default_root_dir") or os.getcwd()).absolute()
     cfg.trainer.default_root_dir = str(root)
@@ -193,13 +206,41 @@ def place_run(cfg: Namespace) -> Path | None:
     if rank_zero_only.rank != 0 or parent is None:
         return None  # other ranks get rank 0's directory by broadcast (run_dir, ModelCheckpoint)
     created = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
-    if kind == "versioned" and init_args.get("version") is None:
-        init_args.version = claim_version(parent)
-        return created or parent / f"version_{init_args.version}"
-    if kind == "none":
-        cfg.trainer.default_root_dir = str(parent / f"version_{claim_version(parent)}")
-        return created or Path(cfg.trainer.default_root_dir)
-    return None
+    run = _new_run(cfg, kind, parent, init_args)
+    created = created or (run if not run.exists() else None)
+    _hold(run, "choose another version (or id), or leave it unset for a new one")
+    return created
+
+
+def _new_run(cfg: Namespace, kind: str, parent: Path, init_args: Namespace) -> Path:
+    """The directory of a new run: a fresh ``version_N`` (claimed), or the version or W&B id the config names."""
+    if kind == "wandb":
+        init_args.id = init_args.get("id") or init_args.get("version") or _run_id()  # the run's directory, known now
+        return parent / init_args.id
+    if init_args.get("version") is not None:
+        version = init_args.version
+        return parent / (version if isinstance(version, str) else f"version_{version}")
+    number = claim_version(parent)
+    if kind == "versioned":
+        init_args.version = number
+    else:
+        cfg.trainer.default_root_dir = str(parent / f"version_{number}")
+    return parent / f"version_{number}"
+
+
+def _run_id() -> str:
+    """A new W&B run id (8 lowercase letters and digits, as W&B makes them)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _hold(run: Path, fix: str) -> None:
+    """Lock ``run`` for this process (see ``RunLock``), or refuse in one line naming the process holding it."""
+    try:
+        DartsCLI.lock = RunLock(run)
+    except RunInUseError as err:
+        holder = f"process {err.pid}" if err.pid is not None else "another process"
+        raise ConfigurationError(f"run directory {str(run)!r} is in use by {holder}; wait for it or {fix}.") from None
 
 
 def _continue_in(run: Path, cfg: Namespace, kind: str, init_args: Namespace) -> None:
@@ -234,19 +275,39 @@ def _resume(cfg: Namespace, kind: str, parent: Path | None) -> Path | None:
               file=sys.stderr)
         cfg.ckpt_path = None
         return None
-    for stale in run.rglob(".*.tmp") if rank_zero_only.rank == 0 else []:
-        stale.unlink(missing_ok=True)  # an atomic write that a kill interrupted (only this run writes there)
+    rank_zero = rank_zero_only.rank == 0
+    if rank_zero:
+        _hold(run, "start a new run without --ckpt_path")
+        for stale in run.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)  # an atomic write that a kill interrupted (its writer is gone: the lock)
     ckpt, damaged = newest_checkpoint(run / "checkpoints")
-    for line in damaged:
-        print(f"darts-pl: --ckpt_path last: passing over a damaged file: {line}", file=sys.stderr)
+    if ckpt is None and not damaged:
+        raise ConfigurationError(f"--ckpt_path last: the checkpoints in {str(run / 'checkpoints')!r} were removed "
+                                 "while they were read; try again.")
     if ckpt is None:
         raise ConfigurationError(f"--ckpt_path last: every checkpoint in {str(run / 'checkpoints')!r} is damaged; "
                                  "remove them to start that run again, or start a new run without --ckpt_path.")
-    if damaged:
+    for path, reason in damaged.items() if rank_zero else []:
+        print(f"darts-pl: --ckpt_path last: passing over a damaged file: {reason}; moved it to "
+              f"{str(_move_aside(path))!r}.", file=sys.stderr)
+    if damaged and rank_zero:
         print(f"darts-pl: --ckpt_path last: resuming from the newest intact checkpoint, {str(ckpt)!r}.",
               file=sys.stderr)
     cfg.ckpt_path = str(ckpt)
     return run
+
+
+def _move_aside(path: Path) -> Path:
+    """Move a damaged checkpoint into ``damaged/`` beside it (a later ``last`` would pass over it again, and
+    ``ModelCheckpoint`` would count it among the ones it keeps); returns where it went."""
+    target = path.parent / "damaged" / path.name
+    target.parent.mkdir(exist_ok=True)
+    number = 0
+    while target.exists():
+        number += 1
+        target = target.with_name(f"{path.stem}.{number}{path.suffix}")
+    path.rename(target)
+    return target
 
 
 def main(args: list[str] | None = None) -> None:
@@ -278,6 +339,7 @@ def main(args: list[str] | None = None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        _release_lock()
 
 
 def _catch_sigint() -> tuple[list[bool], Any]:
@@ -300,10 +362,21 @@ def _stopped(name: str, status: int) -> None:
     raise SystemExit(status) from None
 
 
+def _release_lock() -> None:
+    lock, DartsCLI.lock = DartsCLI.lock, None
+    if lock is not None:
+        lock.release()
+
+
 def _release_claim() -> None:
-    """Remove the run directory this process created if the run failed before writing into it."""
+    """Remove the run directory this process created if the run failed before writing into it (but for its
+    lock file: nothing can be waiting for that run, it has no checkpoint to resume)."""
+    _release_lock()
     claimed, DartsCLI.claimed = DartsCLI.claimed, None
-    if claimed is not None and claimed.is_dir() and not any(p.is_file() for p in claimed.rglob("*")):
+    files = [p for p in claimed.rglob("*") if p.is_file()] if claimed is not None and claimed.is_dir() else None
+    if claimed is not None and files is not None and all(p.name == LOCK_FILE for p in files):
+        for lock in files:
+            lock.unlink(missing_ok=True)
         for directory in sorted((p for p in claimed.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 directory.rmdir()

@@ -59,15 +59,30 @@ elif fault in ("SIGTERM", "SIGINT"):  # during batch `nth` of epoch `target`
             os.kill(os.getpid(), getattr(signal, fault))
         return step(self, batch, batch_idx)
     LitSearch.training_step = training_step
+elif fault == "PAUSE":  # at batch `nth` of epoch `target`: say so in ./paused, go on once ./go exists
+    import time
+    from darts_pl.modules import LitSearch
+    step = LitSearch.training_step
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch == int(target) and batch_idx == nth:
+            open("paused", "w").close()
+            while not os.path.exists("go"):
+                time.sleep(0.05)
+        return step(self, batch, batch_idx)
+    LitSearch.training_step = training_step
 from darts_pl.cli import main
 main(sys.argv[4:])
 """
 
 
+def harness(root: Path, *extra: str, fault: tuple[str, str, int] = ("none", "", 0)) -> list[str]:
+    return [sys.executable, "-c", HARNESS, *map(str, fault), *ARGS, "--trainer.default_root_dir", str(root), *extra]
+
+
 def run(root: Path, *extra: str, fault: tuple[str, str, int] = ("none", "", 0)) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, "-c", HARNESS, *map(str, fault), *ARGS, "--trainer.default_root_dir", str(root), *extra]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=root.parent)
+    return subprocess.run(harness(root, *extra, fault=fault), env=env, capture_output=True, text=True, timeout=300,
+                          cwd=root.parent)
 
 
 def in_parallel(*calls) -> list:
@@ -140,6 +155,8 @@ def test_fault_then_resume_ends_with_the_uninterrupted_alphas(matrix, name: str)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     if name == "sigterm":
         assert "passing over a damaged" in resumed.stderr and "last.ckpt" in resumed.stderr, resumed.stderr[-3000:]
+        moved = the_run(root) / "checkpoints" / "damaged" / "last.ckpt"
+        assert f"moved it to {str(moved)!r}" in resumed.stderr and moved.is_file(), resumed.stderr[-3000:]
     reference, run_dir = the_run(reference_root), the_run(root)
     a, b = final_alphas(reference), final_alphas(run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -184,6 +201,105 @@ def test_runs_started_at_once_get_their_own_directories(tmp_path: Path) -> None:
         assert (run_dir / "genotype.json").is_file() and len(AlphaHistory.load(run_dir)) == 1
     histories = [np.load(p / "alpha_history.npz")["normal"] for p in runs]
     assert not np.array_equal(*histories)  # each run kept its own result
+
+
+def test_a_resume_while_the_run_runs_is_refused_and_harms_nothing(tmp_path: Path) -> None:
+    """``--ckpt_path last`` while the run it would continue is still running: refused in one line naming the
+    process (exit 2), before it touches the run (the running one's temporary files stay); the running one
+    finishes normally. Once it has exited, the resume goes ahead and removes the temporary files a kill left."""
+    import time
+
+    root = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    running = subprocess.Popen(harness(root, fault=("PAUSE", "1", 0)), env=env, cwd=tmp_path, text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 240
+        while not (tmp_path / "paused").exists() and running.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "paused").exists(), running.stderr.read()[-3000:] if running.poll() is not None else ""
+        run_dir = the_run(root)
+        pending = run_dir / "checkpoints" / ".last.ckpt.pending.tmp"  # an atomic write the running one is making
+        pending.write_bytes(b"being written")
+        second = run(root, "--ckpt_path", "last")
+        assert second.returncode == 2, second.stderr[-3000:]
+        line = second.stderr.strip().splitlines()[-1]
+        assert line == (f"darts-pl: error: run directory {str(run_dir)!r} is in use by process {running.pid}; wait "
+                        "for it or start a new run without --ckpt_path."), line
+        assert "Traceback" not in second.stderr and pending.exists()
+    finally:
+        (tmp_path / "go").touch()
+        _, err = running.communicate(timeout=300)
+    assert running.returncode == 0, err[-3000:]
+    assert runs_in(root) == [run_dir]
+    after = run(root, "--ckpt_path", "last")
+    assert after.returncode == 0, after.stderr[-3000:]
+    assert not pending.exists()  # a leftover once its writer is gone
+    assert_valid_files(run_dir)
+
+
+def test_damaged_checkpoints_passed_over_are_moved_aside(tmp_path: Path) -> None:
+    """A resume passes over a torn checkpoint, says where it moved it (``checkpoints/damaged/``), and the next
+    resume finds nothing damaged to pass over."""
+    root = tmp_path / "run"
+    assert run(root, "--trainer.max_epochs", "1").returncode == 0
+    checkpoints = the_run(root) / "checkpoints"
+    torn = checkpoints / "last.ckpt"
+    torn.write_bytes(torn.read_bytes()[:1000])
+    resumed = run(root, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    moved = checkpoints / "damaged" / "last.ckpt"
+    line = next(line for line in resumed.stderr.splitlines() if "passing over a damaged file" in line)
+    assert str(torn) in line and line.endswith(f"; moved it to {str(moved)!r}."), line
+    assert moved.stat().st_size == 1000
+    again = run(root, "--ckpt_path", "last")
+    assert again.returncode == 0 and "passing over" not in again.stderr, again.stderr[-3000:]
+    assert_valid_files(the_run(root))
+
+
+def _two_checkpoints(directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True)
+    older, newer = directory / "epoch=0.ckpt", directory / "last.ckpt"
+    for path, step in ((older, 2), (newer, 4)):
+        torch.save({"state_dict": {}, "epoch": step // 2 - 1, "global_step": step}, path)
+    return older, newer
+
+
+@pytest.mark.parametrize("when", ["before its header is read", "after its header is read"])
+def test_a_checkpoint_that_vanishes_during_the_scan_is_passed_over(tmp_path: Path, monkeypatch, when: str) -> None:
+    """A running ``ModelCheckpoint`` removes its older checkpoints: one that goes between the listing and its
+    reading is neither an error nor reported as damaged."""
+    import darts_pl.checkpoints as checkpoints
+
+    older, newer = _two_checkpoints(tmp_path / "checkpoints")
+    real = checkpoints.read_checkpoint_header
+
+    def vanishing(path):
+        if Path(path) == newer and when.startswith("before"):
+            newer.unlink()
+        header = real(path)
+        if Path(path) == newer:
+            newer.unlink(missing_ok=True)
+        return header
+
+    monkeypatch.setattr(checkpoints, "read_checkpoint_header", vanishing)
+    assert newest_checkpoint(tmp_path / "checkpoints") == (older, {})
+
+
+def test_a_run_whose_checkpoints_vanish_during_the_scan_is_passed_over(tmp_path: Path, monkeypatch) -> None:
+    from darts_pl.callbacks import rundir
+
+    _two_checkpoints(tmp_path / "version_0" / "checkpoints")
+    gone = _two_checkpoints(tmp_path / "version_1" / "checkpoints")
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if self in gone:
+            self.unlink(missing_ok=True)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert rundir.newest_run(tmp_path) == tmp_path / "version_0"
 
 
 # ------------------------------------------------------------------ multi-process runs of the command itself
