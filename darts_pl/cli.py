@@ -18,6 +18,7 @@ import string
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -315,8 +316,11 @@ def main(args: list[str] | None = None) -> None:
     and SIGINT exit with 143 and 130 once the run has stopped (its last checkpoint intact)."""
     interrupted, previous = _catch_sigint()
     try:
-        DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
-                 save_config_callback=RunConfig, save_config_kwargs={"overwrite": True})
+        with _quiet_thread_write_errors() as thread_errors:
+            DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
+                     save_config_callback=RunConfig, save_config_kwargs={"overwrite": True})
+        if thread_errors:  # a logger's writer thread failed and the run never noticed: still one line, status 2
+            raise thread_errors[0]
     except SIGTERMException:
         _stopped("SIGTERM", 143)
     except KeyboardInterrupt:
@@ -340,6 +344,27 @@ def main(args: list[str] | None = None) -> None:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         _release_lock()
+
+
+@contextlib.contextmanager
+def _quiet_thread_write_errors() -> Iterator[list[OSError]]:
+    """Keep a full disk or a read-only filesystem met by a background thread (TensorBoard's event writer) from
+    printing its traceback beside the run's one line: the error is collected instead. The writer raises it
+    again in the run at its next call, which reports it; one the run never met is reported by ``main``."""
+    collected: list[OSError] = []
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in _WRITE_ERRORS:
+            collected.append(args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield collected
+    finally:
+        threading.excepthook = previous
 
 
 def _catch_sigint() -> tuple[list[bool], Any]:
@@ -415,7 +440,7 @@ def _environment_reason(err: BaseException) -> str | None:
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
-            where = f" {seen.filename!r}" if seen.filename else ""
+            where = f" {os.fsdecode(seen.filename)!r}" if seen.filename else ""
             return (f"cannot write{where}: {seen.strerror}; {_WRITE_ERRORS[seen.errno]} (the run's newest intact "
                     "checkpoint is kept; continue it with --ckpt_path last).")
         if isinstance(seen, RuntimeError) and "file write failed" in str(seen):  # torch.save on a full disk

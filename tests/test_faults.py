@@ -59,6 +59,15 @@ elif fault in ("SIGTERM", "SIGINT"):  # during batch `nth` of epoch `target`
             os.kill(os.getpid(), getattr(signal, fault))
         return step(self, batch, batch_idx)
     LitSearch.training_step = training_step
+elif fault == "REMOUNT_RO":  # at batch `nth` of epoch 1: the filesystem mounted at `target` turns read-only
+    import subprocess
+    from darts_pl.modules import LitSearch
+    step = LitSearch.training_step
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == nth:
+            subprocess.run(["mount", "-o", "remount,ro", target], check=True)
+        return step(self, batch, batch_idx)
+    LitSearch.training_step = training_step
 elif fault == "PAUSE":  # at batch `nth` of epoch `target`: say so in ./paused, go on once ./go exists
     import time
     from darts_pl.modules import LitSearch
@@ -185,6 +194,53 @@ def test_full_disk_exits_2_in_one_line_and_leaves_no_invalid_file(tmp_path: Path
     finally:
         if mounted:
             subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path):
+    """A 20 MB tmpfs of our own, which a test may turn read-only (root only)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount") or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("needs to mount a tmpfs (root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_filesystem_turning_read_only_mid_run_is_one_line(small_filesystem: Path) -> None:
+    """The TensorBoard writer's thread meets the read-only filesystem too: its traceback must not be printed
+    beside the one line (the same error reaches the run, which reports it). After a remount, the run
+    continues."""
+    root = small_filesystem / "run"
+    done = run(root, fault=("REMOUNT_RO", str(small_filesystem), 0))
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("darts-pl: error: cannot write '/") and "Read-only file system" in lines[-1], lines[-1]
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr, done.stderr[-3000:]
+    subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
+    resumed = run(root, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_valid_files(the_run(root))
+
+
+def test_write_errors_of_background_threads_are_collected_not_printed(capsys) -> None:
+    import errno
+    import threading
+
+    from darts_pl.cli import _quiet_thread_write_errors
+
+    def fail(err: Exception) -> None:
+        raise err
+
+    with _quiet_thread_write_errors() as collected:
+        for err in (OSError(errno.EROFS, "Read-only file system", "events"), ValueError("a bug")):
+            thread = threading.Thread(target=fail, args=(err,))
+            thread.start()
+            thread.join()
+    assert [e.errno for e in collected] == [errno.EROFS]
+    err = capsys.readouterr().err
+    assert "ValueError: a bug" in err and "Read-only" not in err  # other errors keep their traceback
 
 
 def test_runs_started_at_once_get_their_own_directories(tmp_path: Path) -> None:

@@ -108,15 +108,16 @@ class RunLock:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.directory / LOCK_FILE
+        # Held read-only: a file open for writing for the whole run would keep its filesystem from being remounted.
+        self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
         try:
             _flock(self._fd)
         except BlockingIOError:
             os.close(self._fd)
             self._fd = None
-            raise RunInUseError(self.directory, _holder(self.directory / LOCK_FILE)) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+            raise RunInUseError(self.directory, _holder(path)) from None
+        path.write_text(f"{os.getpid()}\n")  # in place: the lock belongs to this file, not to its name
 
     def release(self) -> None:
         """Give the lock up (closing the file releases it)."""
