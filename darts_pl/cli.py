@@ -109,12 +109,17 @@ class DartsCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
-        refuse_dropped_settings()
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        _link(cfg.get("model"), _data_sizes(cfg.get("data")))
+        cfg = self._resolve()
         _check_trainer(cfg.get("trainer"))
         if self.subcommand == "fit":
             DartsCLI.claimed = place_run(cfg)
+
+    def _resolve(self) -> Namespace:
+        """The subcommand's config as it runs: no setting dropped by a class switch, the data's sizes linked."""
+        refuse_dropped_settings()
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        _link(cfg.get("model"), _data_sizes(cfg.get("data")))
+        return cfg
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -129,6 +134,34 @@ class DartsCLI(LightningCLI):
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         if ckpt_path:
             check_compatible(self.model, ckpt_path)
+
+
+class _Resolved(Exception):
+    """Carries a resolved config out of ``LightningCLI.__init__`` before anything is instantiated."""
+
+    def __init__(self, config: Namespace) -> None:
+        super().__init__("resolved")
+        self.config = config
+
+
+class _ResolveOnly(DartsCLI):
+    @override
+    def before_instantiate_classes(self) -> None:
+        raise _Resolved(self._resolve())
+
+
+def resolve_config(args: list[str]) -> Namespace:
+    """The config of ``darts-pl fit ARGS`` as it would run (data sizes linked), without instantiating, placing or
+    writing anything.
+
+    Raises:
+        ArgumentError: A bad config, as ``darts-pl`` would report it (``main``'s reasons apply).
+    """
+    try:
+        _ResolveOnly(args=["fit", *args], **CLI_KWARGS)
+    except _Resolved as resolved:
+        return resolved.config
+    raise AssertionError("LightningCLI returned without resolving its config")
 
 
 class RunConfig(SaveConfigCallback):
@@ -311,14 +344,17 @@ def _move_aside(path: Path) -> Path:
     return target
 
 
+CLI_KWARGS: dict[str, Any] = {"subclass_mode_model": True, "subclass_mode_data": True,
+                               "save_config_callback": RunConfig, "save_config_kwargs": {"overwrite": True}}
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``darts-pl``. Bad settings and missing data exit with status 2 and one line; SIGTERM
     and SIGINT exit with 143 and 130 once the run has stopped (its last checkpoint intact)."""
     interrupted, previous = _catch_sigint()
     try:
         with _quiet_thread_write_errors() as thread_errors:
-            DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
-                     save_config_callback=RunConfig, save_config_kwargs={"overwrite": True})
+            DartsCLI(args=args, **CLI_KWARGS)
         if thread_errors:  # a logger's writer thread failed and the run never noticed: still one line, status 2
             raise thread_errors[0]
     except SIGTERMException:

@@ -426,3 +426,104 @@ def test_a_spawned_rank_zero_result_travels_through_a_file() -> None:
     assert Path(item.path).is_file()
     assert pickle.loads(token) == result
     assert not Path(item.path).exists() and not Path(item.path).parent.exists()
+
+
+# ------------------------------------------------------------------ the stage driver (darts-pl-progressive)
+STAGES = ["--config", str(REPO / "configs" / "quickstart.yaml"), "--config",
+          str(REPO / "configs" / "variants" / "pdarts.yaml"), "--num_cells", "3", "4", "5", "--warmup_epochs", "1"]
+
+SIGINT_BETWEEN_STAGES = r"""
+import os, signal, sys, time
+from darts_pl import progressive
+progressive.run_fit = lambda args: None  # the stage's run (tested elsewhere)
+def finish(*args, **kwargs):  # the driver's own work after a stage: SIGINT arrives now
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+progressive._finish_stage = finish
+progressive.main(sys.argv[1:])
+"""
+
+
+def test_sigint_between_stages_is_one_line_and_status_130(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-c", SIGINT_BETWEEN_STAGES, "--root", str(tmp_path / "pd"), *STAGES],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("darts-pl-progressive: stopped by SIGINT") and "--ckpt_path last" in line, line
+
+
+def drive(tmp_path: Path, monkeypatch, *extra: str) -> tuple[int, list[list[str]]]:
+    """The driver with ``--ckpt_path last`` and stage runs that do nothing; its exit status and the stages run."""
+    from darts_pl import progressive
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(progressive, "run_fit", calls.append)
+    try:
+        progressive.main(["--root", str(tmp_path / "pd"), *STAGES, *extra])
+    except SystemExit as stopped:
+        return int(stopped.code or 0), calls
+    return 0, calls
+
+
+def a_record(tmp_path: Path) -> dict:
+    from darts_pl import progressive
+
+    settings = progressive._settings(progressive._parser().parse_known_args(STAGES)[0])
+    ops = [["none", "max_pool_3x3", "skip_connect"]] * 14
+    stage = {"stage": 1, "num_cells": 3, "skip_dropout": 0.1, "run_dir": str(tmp_path), "primitives": ops[0],
+             "edge_primitives": {"normal": ops, "reduce": ops}, "probs": {"normal": [], "reduce": []},
+             "genotype": {"normal": [["skip_connect", 0]] * 8, "normal_concat": [2, 3, 4, 5],
+                          "reduce": [["max_pool_3x3", 0]] * 8, "reduce_concat": [2, 3, 4, 5]},
+             "pruned": {"normal": ops, "reduce": ops}}
+    return {"format": progressive.FORMAT, "settings": settings, "stages": [stage]}
+
+
+RECORDS = {
+    "truncated": lambda record: json.dumps(record)[:100],
+    "empty": lambda record: "",
+    "a list": lambda record: "[]",
+    "no stages": lambda record: json.dumps({k: v for k, v in record.items() if k != "stages"}),
+    "a stage without its pruned op sets": lambda record: json.dumps(
+        record | {"stages": [{k: v for k, v in record["stages"][0].items() if k != "pruned"}]}),
+}
+
+
+@pytest.mark.parametrize("damage", list(RECORDS))
+def test_a_damaged_stage_record_is_one_line(tmp_path: Path, monkeypatch, capsys, damage: str) -> None:
+    path = tmp_path / "pd" / "stages.json"
+    path.parent.mkdir()
+    path.write_text(RECORDS[damage](a_record(tmp_path)))
+    status, calls = drive(tmp_path, monkeypatch, "--ckpt_path", "last")
+    err = capsys.readouterr().err
+    assert status == 2 and not calls, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("darts-pl-progressive: error: ") and str(path) in line and "remove it" in line, line
+    if damage.endswith("op sets"):
+        assert "'pruned'" in line, line
+
+
+def test_a_damaged_history_of_an_unrecorded_stage_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Stage 1 ran, the driver was stopped before recording it, and its alpha history is torn."""
+    run_dir = tmp_path / "pd" / "stage_1" / "darts" / "version_0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "genotype.json").write_text(json.dumps({
+        "normal": [["skip_connect", 0]] * 8, "normal_concat": [2, 3, 4, 5],
+        "reduce": [["max_pool_3x3", 0]] * 8, "reduce_concat": [2, 3, 4, 5]}))
+    (run_dir / "alpha_history.npz").write_bytes(b"PK\x03\x04 torn")
+    status, calls = drive(tmp_path, monkeypatch, "--ckpt_path", "last")
+    err = capsys.readouterr().err
+    assert status == 2 and len(calls) == 1, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("darts-pl-progressive: error: ") and str(run_dir / "alpha_history.npz") in line, line
+    assert f"remove the stage directory {str(tmp_path / 'pd' / 'stage_1')!r}" in line, line
+
+
+def test_more_ops_kept_than_a_stage_searches_is_refused_before_any_stage(tmp_path: Path, monkeypatch,
+                                                                         capsys) -> None:
+    status, calls = drive(tmp_path, monkeypatch, "--keep_ops", "10", "3")
+    err = capsys.readouterr().err
+    assert status == 2 and not calls, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("darts-pl-progressive: error: --keep_ops 10 3") and "8 ops" in line, line
