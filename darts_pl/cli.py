@@ -18,7 +18,7 @@ import string
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from darts_pl.callbacks.rundir import (
     version_number,
 )
 from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
+from darts_pl.cli_hints import class_path_typo, overlay_order
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
 from darts_pl.spawn import use_file_results
@@ -371,7 +372,7 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     except Exception as err:  # re-raised below unless it is a configuration or data problem
         _release_claim()
-        reason = _reason(err)
+        reason = _reason(err, sys.argv[1:] if args is None else args)
         if reason is None:
             raise
         print(f"darts-pl: error: {reason}", file=sys.stderr)
@@ -449,8 +450,9 @@ _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "E
           "Expected a <class 'NoneType'>", "Given value type:")
 
 
-def _reason(err: BaseException) -> str | None:
-    """One line for a bad setting or missing data; ``None`` for any other failure (a real bug)."""
+def _reason(err: BaseException, argv: Sequence[str] = ()) -> str | None:
+    """One line for a bad setting or missing data (``argv``: the command's arguments); ``None`` for any other
+    failure (a real bug)."""
     seen: BaseException | None = err
     while seen is not None:  # our own errors, possibly wrapped by the config parser
         if isinstance(seen, (ConfigurationError, DataNotFoundError)):
@@ -460,6 +462,9 @@ def _reason(err: BaseException) -> str | None:
         lines = [line.strip(" -") for line in str(err).splitlines()]
         kept = [line for line in lines if line and not line.startswith(_NOISE)]
         text = " ".join(kept)
+        hint = class_path_typo(text) or overlay_order(argv)
+        if hint:
+            return hint
         return text if len(text) <= 400 else text[:397] + "..."
     return _environment_reason(err)
 

@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{str(Path(options.root).absolute() / RECORD)!r}: continue with --ckpt_path last.", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as err:  # re-raised below unless it is a configuration or data problem
-        reason = cli._reason(err)
+        reason = cli._reason(err, fit_args)
         if reason is None:
             raise
         print(f"darts-pl-progressive: error: {reason}", file=sys.stderr)

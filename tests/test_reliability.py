@@ -401,3 +401,40 @@ def test_each_phase_checks_finiteness_with_one_host_sync(tmp_path: Path, strateg
     fit(tmp_path, tiny_module(strategy), max_epochs=1, limit_train_batches=3, limit_val_batches=0,
         enable_checkpointing=False)
     assert len(calls) == 2 * 3
+
+
+# ------------------------------------------------------------------ the command's messages
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("darts-pl: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def test_an_overlay_before_its_base_config_says_so(tmp_path: Path, capsys) -> None:
+    overlay, base = REPO / "configs" / "variants" / "gdas.yaml", REPO / "configs" / "quickstart.yaml"
+    status = run_main("fit", "--config", str(overlay), "--config", str(base), "--trainer.default_root_dir",
+                      str(tmp_path / "root"))
+    line = error_line(capsys)
+    assert status == 2
+    assert f"{overlay} is an overlay" in line and f"after the base config that sets it ({base})" in line, line
+    assert f"--config {base} --config {overlay}" in line, line
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize(("option", "typo", "meant", "known"), [
+    ("--model.init_args.space.init_args.relaxation", "darts_pl.search.GumbleSoftmax", "darts_pl.search.GumbelSoftmax",
+     ["darts_pl.search.Softmax", "darts_pl.search.Sigmoid", "darts_pl.search.Dirichlet"]),
+    ("--model.init_args.strategy", "darts_pl.strategies.FirstOrdr", "darts_pl.strategies.FirstOrder",
+     ["darts_pl.strategies.SecondOrder"]),
+    ("--model", "darts_pl.modules.LitSerch", "darts_pl.modules.LitSearch", ["darts_pl.modules.LitClassifier"]),
+    ("--data", "darts_pl.data.DigitDataModule", "darts_pl.data.DigitsDataModule", ["darts_pl.data.CIFAR10DataModule"]),
+    ("--model.init_args.weight_optimizer", "torch.optim.SDG", "torch.optim.SGD", ["torch.optim.Adam"]),
+])
+def test_a_mistyped_class_path_gets_a_suggestion_and_the_known_parts(tmp_path: Path, capsys, option: str, typo: str,
+                                                                     meant: str, known: list[str]) -> None:
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path), option, typo)
+    line = error_line(capsys)
+    assert status == 2
+    assert line.startswith(f"darts-pl: error: {option}: no class {typo}") and f"did you mean {meant}?" in line, line
+    assert all(path in line for path in known), line
