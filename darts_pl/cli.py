@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
@@ -42,7 +43,7 @@ from darts_pl.callbacks.rundir import (
     version_number,
 )
 from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
-from darts_pl.cli_hints import class_path_typo, overlay_order
+from darts_pl.cli_hints import another_model, class_path_typo, overlay_order
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
 from darts_pl.spawn import use_file_results
@@ -92,6 +93,8 @@ class DartsCLI(LightningCLI):
     of files, if the run fails before it starts)."""
     lock: RunLock | None = None
     """The run directory's lock, held by this process until ``main`` returns (see ``RunLock``)."""
+    resumed: tuple[Path, Path] | None = None
+    """``(run, directory of its runs)`` when ``--ckpt_path last`` chose the run to continue."""
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)
@@ -133,8 +136,15 @@ class DartsCLI(LightningCLI):
         # Before the trainer writes anything (config.yaml, logs, a vocabulary): a checkpoint of another model
         # must not leave traces in its run.
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
-        if ckpt_path:
+        if not ckpt_path:
+            return
+        try:
             check_compatible(self.model, ckpt_path)
+        except ConfigurationError as err:
+            if DartsCLI.resumed is None:
+                raise
+            config = yaml.safe_load(self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False))
+            raise ConfigurationError(f"{err} {another_model(*DartsCLI.resumed, config.get('model'))}") from None
 
 
 class _Resolved(Exception):
@@ -227,16 +237,13 @@ def place_run(cfg: Namespace) -> Path | None:
         logger = cfg.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                                 init_args=Namespace(save_dir=str(root)))
     init_args = logger.init_args if isinstance(logger, Namespace) else Namespace()
-    if kind in ("versioned", "wandb"):
-        init_args.save_dir = str(Path(init_args.get("save_dir") or root).absolute())
-    parent = {"versioned": lambda: Path(init_args.save_dir) / (init_args.get("name") or "lightning_logs"),
-              "wandb": lambda: Path(init_args.save_dir) / (init_args.get("project") or "lightning_logs"),
-              "none": lambda: root / "lightning_logs", "other": lambda: None}[kind]()
+    parent = _runs_directory(cfg, kind, init_args)
     _overwrite_own_checkpoints(cfg.trainer)
     if cfg.get("ckpt_path") == "last":
         run = _resume(cfg, kind, parent)
-        if run is not None:
+        if run is not None and parent is not None:
             _continue_in(run, cfg, kind, init_args)
+            DartsCLI.resumed = (run, parent)
             return None
     if rank_zero_only.rank != 0 or parent is None:
         return None  # other ranks get rank 0's directory by broadcast (run_dir, ModelCheckpoint)
@@ -245,6 +252,23 @@ def place_run(cfg: Namespace) -> Path | None:
     created = created or (run if not run.exists() else None)
     _hold(run, "choose another version (or id), or leave it unset for a new one")
     return created
+
+
+def _runs_directory(cfg: Namespace, kind: str, init_args: Namespace) -> Path | None:
+    """Where this job's runs are: ``<save dir>/<name>`` (the logger's name, else the search method, else
+    ``lightning_logs``), ``<save dir>/<project>`` for W&B, ``None`` for a logger of another kind."""
+    root = Path(cfg.trainer.default_root_dir)
+    model_args = cfg.get("model", Namespace()).get("init_args") if isinstance(cfg.get("model"), Namespace) else None
+    method = model_args.get("method") if isinstance(model_args, Namespace) else None
+    if kind in ("versioned", "wandb"):
+        init_args.save_dir = str(Path(init_args.get("save_dir") or root).absolute())
+    if kind == "versioned":
+        if not init_args.get("name") and method:
+            init_args.name = str(method)  # runs/quickstart/gdas/version_N
+        return Path(init_args.save_dir) / (init_args.get("name") or "lightning_logs")
+    if kind == "wandb":
+        return Path(init_args.save_dir) / (init_args.get("project") or "lightning_logs")
+    return root / str(method or "lightning_logs") if kind == "none" else None
 
 
 def _new_run(cfg: Namespace, kind: str, parent: Path, init_args: Namespace) -> Path:
@@ -425,6 +449,7 @@ def _stopped(name: str, status: int) -> None:
 
 
 def _release_lock() -> None:
+    DartsCLI.resumed = None
     lock, DartsCLI.lock = DartsCLI.lock, None
     if lock is not None:
         lock.release()

@@ -191,3 +191,71 @@ def _closest(value: str, known: list[str]) -> str | None:
 def _import(class_path: str) -> Any:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+# ----------------------------------------------------------------------------------- a resume of another model
+def another_model(run: Path, runs: Path, model: Any) -> str:
+    """What ``--ckpt_path last`` found instead of a run of this config (``model``: its resolved ``model``
+    section), and the checkpoint of the newest run in ``runs`` whose config matches, if any."""
+    saved = _model_section(run)
+    method, this = _method(saved), _method(model)
+    if method and this and method != this:
+        what = f"is a {method} search (this config: {this})"
+    else:
+        difference = _first_difference(saved, model, "model")
+        what = "was started with another model config" + (f" ({difference})" if difference else "")
+    line = f"The newest run here, {str(run)!r}, {what}; "
+    match = _newest_matching(runs, run, model)
+    if match is None:
+        return line + f"no run in {str(runs)!r} has this model config."
+    return line + f"the newest run with this config is {str(match.parents[1])!r}: continue it with --ckpt_path " \
+                  f"{str(match)!r}."
+
+
+def _model_section(run: Path) -> Any:
+    try:
+        return (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("model")
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def _method(model: Any) -> str | None:
+    init_args = model.get("init_args") if isinstance(model, dict) else None
+    return init_args.get("method") if isinstance(init_args, dict) else None
+
+
+def _first_difference(there: Any, here: Any, path: str) -> str | None:
+    """``path: value there, value here`` of the first setting that differs."""
+    if isinstance(there, dict) and isinstance(here, dict):
+        for key in [*there, *(k for k in here if k not in there)]:
+            found = _first_difference(there.get(key), here.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(there, list) and isinstance(here, list) and len(there) == len(here):
+        return next((d for i, (a, b) in enumerate(zip(there, here))
+                     if (d := _first_difference(a, b, f"{path}[{i}]"))), None)
+    if there == here:
+        return None
+    return f"{path}: {_short(there)} there, {_short(here)} in this one"
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _newest_matching(runs: Path, skip: Path, model: Any) -> Path | None:
+    """The newest intact checkpoint of the newest run below ``runs`` (other than ``skip``) with this model config."""
+    from darts_pl.checkpoints import newest_checkpoint
+
+    found: list[tuple[float, Path]] = []
+    for run in runs.iterdir() if runs.is_dir() else []:
+        if run == skip or not run.is_dir() or _model_section(run) != model:
+            continue
+        ckpt = newest_checkpoint(run / "checkpoints")[0]
+        try:
+            found.append((ckpt.stat().st_mtime, ckpt)) if ckpt is not None else None
+        except FileNotFoundError:
+            continue
+    return max(found)[1] if found else None

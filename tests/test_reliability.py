@@ -438,3 +438,64 @@ def test_a_mistyped_class_path_gets_a_suggestion_and_the_known_parts(tmp_path: P
     assert status == 2
     assert line.startswith(f"darts-pl: error: {option}: no class {typo}") and f"did you mean {meant}?" in line, line
     assert all(path in line for path in known), line
+
+
+def run_config(root: Path, method: str | None, logger: object = None, ckpt_path: str | None = None):
+    from jsonargparse import Namespace
+
+    init_args = Namespace(method=method) if method else Namespace()
+    return Namespace(trainer=Namespace(default_root_dir=str(root), logger=logger, callbacks=[]), ckpt_path=ckpt_path,
+                     model=Namespace(class_path="darts_pl.modules.LitSearch", init_args=init_args))
+
+
+def a_finished_run(directory: Path, step: int) -> Path:
+    (directory / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": step}, directory / "checkpoints" / "last.ckpt")
+    return directory / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("logger", [None, False], ids=["tensorboard", "no-logger"])
+def test_runs_are_named_after_their_method(tmp_path: Path, logger) -> None:
+    """``<root>/<method>/version_N`` (the logger's name, or the directory itself without a logger), and
+    ``--ckpt_path last`` looks among that method's runs only."""
+    from darts_pl.cli import DartsCLI, _release_lock, place_run
+
+    try:
+        cfg = run_config(tmp_path, "gdas", logger)
+        place_run(cfg)
+        assert (tmp_path / "gdas" / "version_0").is_dir()
+        if logger is None:
+            assert cfg.trainer.logger.init_args.name == "gdas" and cfg.trainer.logger.init_args.version == 0
+        else:
+            assert cfg.trainer.default_root_dir == str(tmp_path / "gdas" / "version_0")
+        _release_lock()
+        gdas = a_finished_run(tmp_path / "gdas" / "version_0", step=4)
+        time.sleep(0.01)
+        a_finished_run(tmp_path / "darts" / "version_0", step=8)  # newer, of another method
+        cfg = run_config(tmp_path, "gdas", logger, ckpt_path="last")
+        place_run(cfg)
+        assert cfg.ckpt_path == str(gdas)
+        _release_lock()
+        place_run(cfg := run_config(tmp_path, None, logger))  # no method (a training job): the logger's default
+        assert (tmp_path / "lightning_logs" / "version_0").is_dir()
+    finally:
+        _release_lock()
+        DartsCLI.claimed = None
+
+
+def test_a_resume_of_another_models_run_names_the_run_that_matches(tmp_path: Path, capsys) -> None:
+    """Two searches of different methods under one logger name; ``last`` with the first one's config finds the
+    second (newest) run: the refusal says that run was another model and which checkpoint continues this one."""
+    logger = json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger",
+                         "init_args": {"save_dir": str(tmp_path), "name": "shared"}})
+    base = [*QUICK, "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", logger]
+    gdas = ["--config", str(REPO / "configs" / "variants" / "gdas.yaml")]
+    assert run_main(*base) == 0
+    assert run_main(*base, *gdas) == 0
+    darts_run, gdas_run = tmp_path / "shared" / "version_0", tmp_path / "shared" / "version_1"
+    capsys.readouterr()
+    assert run_main(*base, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 2
+    line = error_line(capsys)
+    assert f"The newest run here, {str(gdas_run)!r}," in line, line
+    assert "gdas" in line.lower() or "GumbelSoftmax" in line, line  # what differs
+    assert f"--ckpt_path {str(darts_run / 'checkpoints' / 'last.ckpt')!r}" in line, line
