@@ -97,3 +97,11 @@ def tiny_ptb(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def run_dir(root: Path, version: int = 0) -> Path:
+    """The run directory ``<root>/<name>/version_N`` of a job's only name: the search method (``darts``,
+    ``gdas``...), or ``lightning_logs`` for a run without one."""
+    found = sorted(root.glob(f"*/version_{version}"))
+    assert len(found) == 1, found
+    return found[0]

@@ -10,7 +10,7 @@ import torch
 
 from darts_pl.cli import main
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 
 def blocks(language: str) -> list[str]:
@@ -34,7 +34,7 @@ def test_the_readme_variant_runs_from_its_overlay(tmp_path: Path, monkeypatch: p
           "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
           "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
           "--trainer.default_root_dir", str(root)])
-    run = root / "lightning_logs" / "version_0"
+    run = run_dir(root)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["darts_pl.schedules"] == {"space.relaxation.tau": pytest.approx(3.0)}  # 5 -> 1 over 2 epochs
     assert (run / "genotype.json").is_file()

@@ -21,7 +21,7 @@ from darts_pl.modules import LitSearch
 from darts_pl.search import CNNSearchSpace
 from darts_pl.strategies import FirstOrder, SecondOrder
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2",
         "--trainer.enable_progress_bar", "false", "--trainer.deterministic", "true",
@@ -50,21 +50,21 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -
     # the uninterrupted run, alongside the one that is killed (one thread each)
     reference_log = open(tmp_path / "a.log", "w")  # a file, not a pipe nobody reads while it runs
     reference = subprocess.Popen(cli(tmp_path / "a"), env=env(), stdout=subprocess.DEVNULL, stderr=reference_log)
-    run_a = tmp_path / "a" / "lightning_logs" / "version_0"
 
     root_b = tmp_path / "b"
     proc = subprocess.Popen(cli(root_b), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ckpt = root_b / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    while not list(root_b.glob("*/version_0/checkpoints/last.ckpt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    run_b = run_dir(root_b)
+    ckpt = run_b / "checkpoints" / "last.ckpt"
     time.sleep(0.2)  # into epoch 1 (of 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_epoch = torch.load(ckpt, weights_only=False)["epoch"]
     assert killed_epoch < 1, "the run finished before it could be killed"
-    assert not (root_b / "lightning_logs" / "version_0" / "genotype.json").exists()
+    assert not (run_b / "genotype.json").exists()
 
     resumed = subprocess.run(cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,
                              timeout=300)
@@ -72,8 +72,8 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -
     reference_log.close()
     assert reference.returncode == 0, (tmp_path / "a.log").read_text()[-3000:]
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    run_b = root_b / "lightning_logs" / "version_0"
-    assert sorted(p.name for p in (root_b / "lightning_logs").iterdir()) == ["version_0"]  # same run dir
+    run_a = run_dir(tmp_path / "a")
+    assert sorted(root_b.glob("*/version_*")) == [run_b]  # same run dir
     a, b = final_alphas(run_a), final_alphas(run_b)
     assert a.keys() == b.keys() and len(a) == 2
     for key in a:
@@ -259,7 +259,7 @@ def run_main(*args: str) -> int:
 def test_runs_without_a_logger_get_their_own_directories(tmp_path: Path) -> None:
     for _ in range(2):
         assert run_main(*QUICK, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)) == 0
-    runs = sorted((tmp_path / "lightning_logs").iterdir())
+    runs = sorted(tmp_path.glob("*/version_*"))
     assert [p.name for p in runs] == ["version_0", "version_1"]
     for run in runs:
         assert {"genotype.json", "alpha_history.npz", "config.yaml", "checkpoints"} <= {p.name for p in run.iterdir()}
@@ -271,8 +271,8 @@ def test_last_looks_only_in_this_jobs_root(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)  # the default root is the working directory, which holds the other run below it
     assert run_main(*QUICK, "--trainer.default_root_dir", "null", "--ckpt_path", "last") == 0
     assert "no checkpoint of an earlier run" in capsys.readouterr().err
-    assert (tmp_path / "lightning_logs" / "version_0" / "genotype.json").is_file()
-    assert sorted(p.name for p in (other / "lightning_logs").iterdir()) == ["version_0"]
+    assert (run_dir(tmp_path) / "genotype.json").is_file()
+    assert [p.name for p in other.glob("*/version_*")] == ["version_0"]
 
 
 def test_resume_with_another_model_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
@@ -296,7 +296,7 @@ def test_files_follow_the_umask(tmp_path: Path) -> None:
         assert run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path)) == 0
     finally:
         os.umask(old)
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     for name in ["genotype.json", "alpha_history.npz", "alpha_history.json",
                  "genotypes/epoch_000.json", "checkpoints/last.ckpt", "config.yaml"]:
         assert (run / name).stat().st_mode & 0o777 == 0o640, name
