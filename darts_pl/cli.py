@@ -104,6 +104,29 @@ class DartsCLI(LightningCLI):
         watch_dropped_settings(parser)  # `--data Other` over a config must not drop a setting silently
         return parser
 
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # `fit --print_config` prints what the run would take: the data module's sizes linked into the model, as
+        # before_instantiate_classes links them (jsonargparse prints before anything of ours runs).
+        argv = sys.argv[1:] if args is None else args
+        request = _print_config_request(argv, self.subcommands())
+        if request is None:
+            super().parse_arguments(parser, args)
+            return
+        flags, rest = request
+        if args is None:  # keep reading sys.argv (LightningCLI warns when it is given both)
+            saved, sys.argv = sys.argv, [sys.argv[0], *rest]
+            try:
+                super().parse_arguments(parser, None)
+            finally:
+                sys.argv = saved
+        else:
+            super().parse_arguments(parser, rest)
+        self.subcommand = self.config["subcommand"]
+        cfg = self._resolve()
+        sys.stdout.write(self._parser(self.subcommand).dump(cfg, **flags))
+        raise SystemExit(0)
+
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the given checkpoint here: a damaged one must be one line, not a pickle traceback.
         subcommand = self.config.get("subcommand")
@@ -145,6 +168,27 @@ class DartsCLI(LightningCLI):
                 raise
             config = yaml.safe_load(self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False))
             raise ConfigurationError(f"{err} {another_model(*DartsCLI.resumed, config.get('model'))}") from None
+
+
+_PRINT_FLAGS = {"skip_default": "skip_default", "skip_unset": "skip_unset", "skip_null": "skip_unset",
+                "comments": "with_comments"}
+
+
+def _print_config_request(argv: Any, subcommands: Any) -> tuple[dict[str, bool], list[str]] | None:
+    """``(dump flags, the other arguments)`` for ``SUBCOMMAND ... --print_config[=flags]``, else ``None``."""
+    if not isinstance(argv, (list, tuple)):
+        return None
+    start = next((i for i, arg in enumerate(argv) if arg in subcommands), None)
+    given = [arg for arg in argv[start or 0:] if arg.split("=")[0] == "--print_config"] if start is not None else []
+    if not given:
+        return None
+    flags = {"skip_unset": False}
+    for flag in filter(None, given[-1].partition("=")[2].split(",")):
+        if flag not in _PRINT_FLAGS:
+            raise ConfigurationError(f"--print_config={flag}: unknown flag; use one or more of skip_default, "
+                                     "skip_unset, comments (separated by commas).")
+        flags[_PRINT_FLAGS[flag]] = True
+    return flags, [arg for i, arg in enumerate(argv) if i < start or arg not in given]
 
 
 class _Resolved(Exception):

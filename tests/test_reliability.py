@@ -499,3 +499,16 @@ def test_a_resume_of_another_models_run_names_the_run_that_matches(tmp_path: Pat
     assert f"The newest run here, {str(gdas_run)!r}," in line, line
     assert "gdas" in line.lower() or "GumbelSoftmax" in line, line  # what differs
     assert f"--ckpt_path {str(darts_run / 'checkpoints' / 'last.ckpt')!r}" in line, line
+
+
+@pytest.mark.parametrize("flag", ["--print_config", "--print_config=skip_null"])
+def test_print_config_shows_the_sizes_the_run_takes_from_the_data(tmp_path: Path, capsys, flag: str) -> None:
+    import yaml
+
+    status = run_main("fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.default_root_dir",
+                      str(tmp_path / "root"), flag)
+    out = capsys.readouterr().out
+    assert status == 0
+    space = yaml.safe_load(out)["model"]["init_args"]["space"]["init_args"]
+    assert space["in_channels"] == 1 and space["num_classes"] == 10  # the digits: 8x8 grey images, 10 classes
+    assert not (tmp_path / "root").exists()
