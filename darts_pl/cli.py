@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import signal
@@ -30,6 +31,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from tqdm.contrib.logging import logging_redirect_tqdm
 from typing_extensions import override
 
 from darts_pl.atomic import atomic_write
@@ -422,7 +424,7 @@ def main(args: list[str] | None = None) -> None:
     and SIGINT exit with 143 and 130 once the run has stopped (its last checkpoint intact)."""
     interrupted, previous = _catch_sigint()
     try:
-        with _quiet_thread_write_errors() as thread_errors:
+        with _quiet_thread_write_errors() as thread_errors, _log_above_progress_bars():
             DartsCLI(args=args, **CLI_KWARGS)
         if thread_errors:  # a logger's writer thread failed and the run never noticed: still one line, status 2
             raise thread_errors[0]
@@ -449,6 +451,13 @@ def main(args: list[str] | None = None) -> None:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         _release_lock()
+
+
+def _log_above_progress_bars() -> contextlib.AbstractContextManager[None]:
+    """Log messages (the genotype of each epoch, Lightning's notes) through ``tqdm.write``: written straight to
+    the terminal, a message starts wherever the progress bar left the cursor, at the end of the bar's line;
+    ``tqdm.write`` clears the bars, writes the message on a line of its own and draws the bars again."""
+    return logging_redirect_tqdm(loggers=[logging.root, logging.getLogger("lightning.pytorch")])
 
 
 @contextlib.contextmanager

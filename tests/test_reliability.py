@@ -512,3 +512,17 @@ def test_print_config_shows_the_sizes_the_run_takes_from_the_data(tmp_path: Path
     space = yaml.safe_load(out)["model"]["init_args"]["space"]["init_args"]
     assert space["in_channels"] == 1 and space["num_classes"] == 10  # the digits: 8x8 grey images, 10 classes
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.slow
+def test_the_genotype_of_each_epoch_is_printed_on_a_line_of_its_own(tmp_path: Path) -> None:
+    """With the progress bar on, the per-epoch genotype (a log message) starts a line of its own instead of
+    being written after the bar's text on the bar's line (stdout and stderr into one terminal: one pipe here)."""
+    at = QUICK.index("--trainer.enable_progress_bar")
+    args = QUICK[:at] + QUICK[at + 2:]
+    done = subprocess.run([sys.executable, "-m", "darts_pl.cli", *args, "--trainer.default_root_dir", str(tmp_path)],
+                          env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    at = done.stdout.index("Epoch 0 genotype")
+    on_screen = done.stdout[:at].split("\n")[-1].split("\r")[-1]  # what the terminal's line holds before it
+    assert on_screen.strip() == "", repr(done.stdout[at - 200:at + 20])
