@@ -294,10 +294,9 @@ def place_run(cfg: Namespace) -> Path | None:
     if rank_zero_only.rank != 0 or parent is None:
         return None  # other ranks get rank 0's directory by broadcast (run_dir, ModelCheckpoint)
     created = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
-    run = _new_run(cfg, kind, parent, init_args)
-    created = created or (run if not run.exists() else None)
-    _hold(run, "choose another version (or id), or leave it unset for a new one")
-    return created
+    run, fresh = _new_run(cfg, kind, parent, init_args)
+    _hold(run, "choose another version (or id), or leave it unset for a new one")  # creates a named one
+    return created or (run if fresh else None)
 
 
 def _runs_directory(cfg: Namespace, kind: str, init_args: Namespace) -> Path | None:
@@ -317,20 +316,22 @@ def _runs_directory(cfg: Namespace, kind: str, init_args: Namespace) -> Path | N
     return root / str(method or "lightning_logs") if kind == "none" else None
 
 
-def _new_run(cfg: Namespace, kind: str, parent: Path, init_args: Namespace) -> Path:
-    """The directory of a new run: a fresh ``version_N`` (claimed), or the version or W&B id the config names."""
+def _new_run(cfg: Namespace, kind: str, parent: Path, init_args: Namespace) -> tuple[Path, bool]:
+    """The directory of a new run: a fresh ``version_N`` (claimed), or the version or W&B id the config names;
+    and whether this process creates it."""
     if kind == "wandb":
         init_args.id = init_args.get("id") or init_args.get("version") or _run_id()  # the run's directory, known now
-        return parent / init_args.id
+        return parent / init_args.id, not (parent / init_args.id).exists()
     if init_args.get("version") is not None:
         version = init_args.version
-        return parent / (version if isinstance(version, str) else f"version_{version}")
+        run = parent / (version if isinstance(version, str) else f"version_{version}")
+        return run, not run.exists()
     number = claim_version(parent)
     if kind == "versioned":
         init_args.version = number
     else:
         cfg.trainer.default_root_dir = str(parent / f"version_{number}")
-    return parent / f"version_{number}"
+    return parent / f"version_{number}", True
 
 
 def _run_id() -> str:
@@ -415,8 +416,30 @@ def _move_aside(path: Path) -> Path:
     return target
 
 
+NESTED_HELP = (
+    "--model.help darts_pl.modules.LitSearch",
+    "--model.help darts_pl.modules.LitClassifier",
+    "--data.help DigitsDataModule",
+    "--trainer.callbacks.help GenotypeCheckpoint",
+    "--config configs/quickstart.yaml --model.init_args.space.help CNNSearchSpace",
+    "--config configs/quickstart.yaml --model.init_args.space.init_args.relaxation.help GumbelSoftmax",
+    "--config configs/quickstart.yaml --model.init_args.strategy.help SecondOrder",
+    "--config configs/quickstart.yaml --model.init_args.weight_optimizer.help torch.optim.SGD",
+)
+"""Spellings of the nested help that work (tested): a part's help needs the class of the part holding it, from a
+config or an earlier ``--model CLASS``."""
+
+FIT_HELP = (
+    "Search a cell (darts_pl.modules.LitSearch) or train one (darts_pl.modules.LitClassifier, LitLanguageModel). "
+    "Every part is a class with settings of its own, listed by its help: "
+    f"{NESTED_HELP[0]}; {NESTED_HELP[1]}; {NESTED_HELP[2]}; {NESTED_HELP[3]}. The help of a part of the model "
+    f"needs the model's class first, from its config (or --model CLASS): {NESTED_HELP[4]}; {NESTED_HELP[5]}; "
+    f"{NESTED_HELP[6]}; {NESTED_HELP[7]}. --print_config prints the whole config a command would run."
+)
+
 CLI_KWARGS: dict[str, Any] = {"subclass_mode_model": True, "subclass_mode_data": True,
-                               "save_config_callback": RunConfig, "save_config_kwargs": {"overwrite": True}}
+                               "save_config_callback": RunConfig, "save_config_kwargs": {"overwrite": True},
+                               "parser_kwargs": {"fit": {"description": FIT_HELP}}}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -526,3 +526,16 @@ def test_the_genotype_of_each_epoch_is_printed_on_a_line_of_its_own(tmp_path: Pa
     at = done.stdout.index("Epoch 0 genotype")
     on_screen = done.stdout[:at].split("\n")[-1].split("\r")[-1]  # what the terminal's line holds before it
     assert on_screen.strip() == "", repr(done.stdout[at - 200:at + 20])
+
+
+def test_fit_help_names_the_nested_help_and_each_spelling_works(capsys, monkeypatch) -> None:
+    from darts_pl.cli import NESTED_HELP
+
+    assert run_main("fit", "--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    monkeypatch.chdir(REPO)  # the examples name configs/ relative to the repository
+    for example in NESTED_HELP:
+        assert example in text, example
+        assert run_main("fit", *example.split()) == 0, (example, capsys.readouterr().err[-2000:])
+        shown = capsys.readouterr().out
+        assert "usage:" in shown and "--" in shown.split("usage:", 1)[1], example
