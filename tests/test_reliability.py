@@ -539,3 +539,13 @@ def test_fit_help_names_the_nested_help_and_each_spelling_works(capsys, monkeypa
         assert run_main("fit", *example.split()) == 0, (example, capsys.readouterr().err[-2000:])
         shown = capsys.readouterr().out
         assert "usage:" in shown and "--" in shown.split("usage:", 1)[1], example
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_directory(tmp_path: Path, capsys) -> None:
+    earlier = tmp_path / "lightning_logs" / "version_0"  # the job's runs directory exists already
+    earlier.mkdir(parents=True)
+    (earlier / "config.yaml").write_text("seed_everything: 0\n")
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path),
+                      "--model.init_args.space.init_args.num_cells", "2")  # refused when the space is built
+    assert status == 2 and "num_cells=2" in error_line(capsys)
+    assert sorted(tmp_path.rglob("version_*")) == [earlier]
