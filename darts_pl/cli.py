@@ -447,7 +447,7 @@ def main(args: list[str] | None = None) -> None:
     and SIGINT exit with 143 and 130 once the run has stopped (its last checkpoint intact)."""
     interrupted, previous = _catch_sigint()
     try:
-        with _quiet_thread_write_errors() as thread_errors, _log_above_progress_bars():
+        with _quiet_thread_write_errors() as thread_errors, log_above_progress_bars():
             DartsCLI(args=args, **CLI_KWARGS)
         if thread_errors:  # a logger's writer thread failed and the run never noticed: still one line, status 2
             raise thread_errors[0]
@@ -476,7 +476,7 @@ def main(args: list[str] | None = None) -> None:
         _release_lock()
 
 
-def _log_above_progress_bars() -> contextlib.AbstractContextManager[None]:
+def log_above_progress_bars() -> contextlib.AbstractContextManager[None]:
     """Log messages (the genotype of each epoch, Lightning's notes) through ``tqdm.write``: written straight to
     the terminal, a message starts wherever the progress bar left the cursor, at the end of the bar's line;
     ``tqdm.write`` clears the bars, writes the message on a line of its own and draws the bars again."""

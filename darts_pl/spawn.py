@@ -9,6 +9,7 @@ Rank 0 then blocks in ``put`` on the full pipe, never exits, and the main proces
 :class:`FileResultLauncher` writes rank 0's result to a temporary file and puts only a small token into the
 queue; unpickling the token in the main process reads the file (and removes it). Nothing else changes: the
 main process gets the same ``_WorkerOutput`` (best checkpoint path, trainer state, callback metrics, weights).
+The workers also log through ``tqdm.write``, as ``darts-pl`` does (``cli.log_above_progress_bars``).
 """
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ class FileResultLauncher(_MultiProcessingLauncher):
     @override
     def _wrapping_function(self, process_idx: int, trainer: Trainer | None, function: Any, args: Any, kwargs: Any,
                            return_queue: Any, global_states: Any = None) -> None:
-        super()._wrapping_function(process_idx, trainer, function, args, kwargs, _ThroughFile(return_queue),
-                                   global_states)
+        from darts_pl.cli import log_above_progress_bars  # the worker runs the fit, and its progress bar
+
+        with log_above_progress_bars():
+            super()._wrapping_function(process_idx, trainer, function, args, kwargs, _ThroughFile(return_queue),
+                                       global_states)
 
 
 def use_file_results(trainer: Trainer) -> None:
