@@ -125,7 +125,12 @@ class DartsCLI(LightningCLI):
         else:
             super().parse_arguments(parser, rest)
         self.subcommand = self.config["subcommand"]
-        cfg = self._resolve()
+        try:
+            cfg = self._resolve()
+        except (ConfigurationError, DataNotFoundError) as err:  # the sizes need the data, which is not there
+            cfg = self.config[self.subcommand]
+            print(f"darts-pl: --print_config: the sizes the run takes from the data are not filled in: {err}",
+                  file=sys.stderr)
         sys.stdout.write(self._parser(self.subcommand).dump(cfg, **flags))
         raise SystemExit(0)
 
@@ -480,7 +485,12 @@ def log_above_progress_bars() -> contextlib.AbstractContextManager[None]:
     """Log messages (the genotype of each epoch, Lightning's notes) through ``tqdm.write``: written straight to
     the terminal, a message starts wherever the progress bar left the cursor, at the end of the bar's line;
     ``tqdm.write`` clears the bars, writes the message on a line of its own and draws the bars again."""
-    return logging_redirect_tqdm(loggers=[logging.root, logging.getLogger("lightning.pytorch")])
+    loggers = [logging.root, logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")]
+    # Only where a console handler writes (tqdm's helper adds one to every logger it is given).
+    consoles = [logger for logger in loggers if any(
+        type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr)
+        for handler in logger.handlers)]
+    return logging_redirect_tqdm(loggers=consoles) if consoles else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
