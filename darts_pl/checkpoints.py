@@ -120,6 +120,41 @@ def newest_checkpoint(directory: str | os.PathLike[str]) -> tuple[Path | None, d
     return (max(ranked)[1] if ranked else None), damaged
 
 
+LEGACY_SCHEDULE_KEY = "darts_pl.schedules"
+LEGACY_PERTURBATION_KEY = "darts_pl.perturbation"
+
+
+def upgrade_checkpoint(model: nn.Module, checkpoint: dict[str, Any]) -> None:
+    """Bring a checkpoint of an earlier release up to date, in place, before ``model`` loads it.
+
+    Parts (:class:`darts_pl.parts.Part`) keep their state in the model's ``state_dict`` as extra state. Earlier
+    releases kept the values schedules set under ``"darts_pl.schedules"`` (``{target: value}``) and a perturbation's
+    generator under ``"darts_pl.perturbation"``, and other parts had no state: each part whose extra state is missing
+    gets it from those keys where they held it, else its state as constructed (what the earlier run had).
+    """
+    from darts_pl.parts.base import Part, SeededNoise
+
+    state_dict = checkpoint.get("state_dict")
+    if not isinstance(state_dict, dict):
+        return
+    values = checkpoint.pop(LEGACY_SCHEDULE_KEY, None) or {}
+    perturbation_noise = checkpoint.pop(LEGACY_PERTURBATION_KEY, None)
+    for name, module in model.named_modules():
+        key = f"{name}._extra_state" if name else "_extra_state"
+        if key in state_dict:
+            continue
+        if isinstance(module, Part):
+            state = module.part_state()
+            for target, value in values.items():
+                owner, _, attribute = target.rpartition(".")
+                if owner == name and attribute in state:
+                    state[attribute] = value
+            state_dict[key] = state
+        elif isinstance(module, SeededNoise):
+            legacy = perturbation_noise if name == "perturbation.noise" else None
+            state_dict[key] = legacy if legacy is not None else module.get_extra_state()
+
+
 def check_compatible(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """Raise ``ConfigurationError`` naming what differs when ``model`` cannot load the checkpoint at ``path``.
 
@@ -127,6 +162,7 @@ def check_compatible(model: nn.Module, path: str | os.PathLike[str]) -> None:
     class. Nothing is written.
     """
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    upgrade_checkpoint(model, checkpoint)
     saved = checkpoint.get("state_dict", {})
     current = model.state_dict()
     differences = []

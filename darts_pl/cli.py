@@ -48,9 +48,15 @@ from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_ch
 from darts_pl.cli_hints import another_model, class_path_typo, overlay_order
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
+from darts_pl.modules.search import LitSearch
 from darts_pl.spawn import use_file_results
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
+_DDP_FAMILY = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def _leaves_parameters_unused(model: Any) -> bool:
+    return isinstance(model, LitSearch) and model.space.unused_parameters
 
 
 def _import(class_path: str) -> Any:
@@ -156,6 +162,12 @@ class DartsCLI(LightningCLI):
         return cfg
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        strategy = (self._get(self.config_init, "trainer", default={}) or {}).get("strategy")
+        if isinstance(strategy, str) and strategy in _DDP_FAMILY and _leaves_parameters_unused(self.model):
+            # Ops not sampled in a step get no gradient: Lightning's registered variant tells DDP so.
+            kwargs["strategy"] = f"{strategy}_find_unused_parameters_true"
+            print(f"darts-pl: --trainer.strategy {strategy}: using {kwargs['strategy']} (the search space runs one "
+                  "sampled op per edge, so the others get no gradient in a step).", file=sys.stderr)
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -166,8 +178,14 @@ class DartsCLI(LightningCLI):
         # Before the trainer writes anything (config.yaml, logs, a vocabulary): a checkpoint of another model
         # must not leave traces in its run.
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
-        if not ckpt_path:
-            return
+        if ckpt_path:
+            self._check_checkpoint(ckpt_path)
+        if isinstance(self.model, LitSearch):
+            self.model.check_fit(self.trainer)  # schedules' ranges and DDP's settings, before any file is written
+
+    def _check_checkpoint(self, ckpt_path: str) -> None:
+        """Refuse a checkpoint of another model; after ``--ckpt_path last``, say what the newest run was and which
+        run of this config there is to continue."""
         try:
             check_compatible(self.model, ckpt_path)
         except ConfigurationError as err:
@@ -382,8 +400,11 @@ def _resume(cfg: Namespace, kind: str, parent: Path | None) -> Path | None:
                                  f"job's runs are; with {cfg.trainer.logger.class_path} pass the checkpoint's path.")
     run = newest_run(parent)
     if run is None:
-        print(f"darts-pl: --ckpt_path last: no checkpoint of an earlier run in {str(parent)!r}; starting a new run.",
-              file=sys.stderr)
+        older = parent.with_name("lightning_logs")  # where runs went before they were named after their method
+        hint = (f" (runs in {str(older)!r} are not looked at: to continue one, give its checkpoint's path)"
+                if older != parent and newest_run(older) is not None else "")
+        print(f"darts-pl: --ckpt_path last: no checkpoint of an earlier run in {str(parent)!r}{hint}; starting a new "
+              "run.", file=sys.stderr)
         cfg.ckpt_path = None
         return None
     rank_zero = rank_zero_only.rank == 0

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 import torch.distributed as dist
-from lightning.pytorch.utilities import rank_zero_info
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 
@@ -46,19 +45,6 @@ def broadcast_(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
     with torch.no_grad():
         for tensor in tensors:
             dist.broadcast(tensor.data, src=src)
-
-
-def allow_unused_parameters(trainer: L.Trainer) -> None:
-    """Let DDP accept parameters without a gradient in a step (GDAS runs one sampled op per edge).
-
-    Every rank samples the same ops (the relaxation's generator is seeded alike on every rank), so the
-    unused parameters are the same on all ranks. Called from ``setup``, before Lightning wraps the model.
-    """
-    kwargs = getattr(trainer.strategy, "_ddp_kwargs", None)
-    if isinstance(kwargs, dict) and not kwargs.get("find_unused_parameters"):
-        kwargs["find_unused_parameters"] = True
-        rank_zero_info("DDP: find_unused_parameters=True, since the search space runs only the sampled op of "
-                       "each edge.")
 
 
 def configure_cpu_threads(trainer: L.Trainer) -> None:

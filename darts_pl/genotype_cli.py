@@ -1,7 +1,7 @@
 """The ``darts-pl-genotype`` command: look at a genotype without a notebook.
 
     darts-pl-genotype show DARTS_V2
-    darts-pl-genotype show runs/quickstart/lightning_logs/version_0          # its genotype.json
+    darts-pl-genotype show runs/quickstart/darts/version_0          # its genotype.json
     darts-pl-genotype show runs/.../genotypes/epoch_007.json --json
     darts-pl-genotype plot DARTS_V2 -o darts_v2.png                         # both cells side by side
     darts-pl-genotype plot RNN_DARTS_V2 -o rnn.svg
@@ -24,7 +24,7 @@ PROG = "darts-pl-genotype"
 SPEC_HELP = "a published name (DARTS_V2...), a genotype JSON file, or a search's run directory"
 
 
-def _load(spec: str) -> genotypes.AnyGenotype:
+def _load(spec: str) -> genotypes.CellGenotype:
     """Resolve a name, a JSON path or a run directory; raises ``GenotypeError`` with the reason."""
     path = Path(spec)
     if path.is_dir():
@@ -41,18 +41,14 @@ def _load(spec: str) -> genotypes.AnyGenotype:
         raise genotypes.GenotypeError(f"Cannot read genotype {spec!r}: {err.strerror or err}.") from None
 
 
-def _show(genotype: genotypes.AnyGenotype, as_json: bool) -> str:
+def _show(genotype: genotypes.CellGenotype, as_json: bool) -> str:
     if as_json:
         return genotypes.dumps(genotype)
-    from darts_pl.ops import is_parameter_free
-    from darts_pl.viz import describe
-
-    lines = [describe(genotype)]
-    if isinstance(genotype, genotypes.Genotype):
-        for cell in ("normal", "reduce"):
-            ops = [op for op, _ in getattr(genotype, cell)]
-            lines.append(f"{cell}: {sum(op == 'skip_connect' for op in ops)} skip connections, "
-                         f"{sum(map(is_parameter_free, ops))} of {len(ops)} ops parameter-free")
+    lines = [genotype.describe()]
+    for cell in genotype.cell_names:
+        counts = genotype.cell_counts(cell)
+        lines.append(f"{cell}: {counts['num_skip_connect']} skip connections, {counts['num_parameter_free']} of "
+                     f"{len(genotype.cell_ops(cell))} ops parameter-free")
     return "\n".join(lines)
 
 
@@ -65,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="draw the cells to an image")
     plot.add_argument("genotype", metavar="PATH|NAME", help=SPEC_HELP)
     plot.add_argument("-o", "--output", required=True, help="image file: .png, .pdf or .svg")
-    plot.add_argument("--cell", choices=("all", "normal", "reduce", "recurrent"), default="all",
-                      help="which cell to draw (default: all cells side by side)")
+    plot.add_argument("--cell", default="all",
+                      help="which cell to draw: all (the default: side by side) or one of the genotype's cells "
+                           "(normal, reduce; recurrent; cell for NAS-Bench-201)")
     plot.add_argument("--engine", choices=("auto", "matplotlib", "graphviz"), default="auto",
                       help="auto: graphviz when its `dot` binary is installed, else matplotlib")
     return parser

@@ -1,12 +1,23 @@
-"""Genotypes: the discrete cells DARTS derives, the paper's published cells, JSON I/O and derivation.
+"""Genotypes: the discrete cells a search derives, the paper's published cells, JSON I/O and derivation.
 
-A CNN ``Genotype`` lists, for each of the cell's intermediate nodes, two ``(op, input)`` pairs; inputs
-``0`` and ``1`` are the outputs of the two previous cells (c_{k-2}, c_{k-1}), input ``i + 2`` is node
-``i``. An ``RNNGenotype`` lists one ``(op, input)`` pair per node; input ``0`` is the first node (the
-highway over x_t and h_{t-1}), input ``i`` is node ``i``. An ``NB201Genotype`` (the NAS-Bench-201 cell,
-Dong & Yang, 2020) lists, for each computed node ``1..n``, the ``(op, input)`` pairs of its incoming edges;
-input ``0`` is the cell input, the cell output is the last node, and the cell is written in the benchmark's
-architecture string (``to_nb201_str``, ``from_nb201_str``). Pure data: nothing here imports torch.
+Every genotype kind implements one small protocol, :class:`CellGenotype`: its ``kind`` (the JSON field that selects
+the class on load), its cells and the ``(op, input)`` choices of each node (:meth:`~CellGenotype.cells`),
+``validate``, ``to_dict``/``from_dict``, a plain-text rendering (``describe``) and a graph of each cell for the drawing
+code (``cell_graph``). Kinds register themselves by subclassing (``class MyGenotype(CellGenotype, kind="mine")``);
+monitors, genotype files, the genotype command, the notebook, the drawings, collapse counts and the trainers use the
+protocol only, so a search space of a user's own, with a genotype kind of its own, needs no change here.
+
+The three kinds of the package: a CNN ``Genotype`` lists, for each of the cell's intermediate nodes, two ``(op,
+input)`` pairs; inputs ``0`` and ``1`` are the outputs of the two previous cells (c_{k-2}, c_{k-1}), input ``i +
+2`` is node ``i``. An ``RNNGenotype`` lists one ``(op, input)`` pair per node; input ``0`` is the first node (the
+highway over x_t and h_{t-1}), input ``i`` is node ``i``. An ``NB201Genotype`` (the NAS-Bench-201 cell, Dong &
+Yang, 2020) lists, for each computed node ``1..n``, the ``(op, input)`` pairs of its incoming edges; input ``0`` is
+the cell input, the cell output is the last node, and the cell is written in the benchmark's architecture string
+(``to_nb201_str``, ``from_nb201_str``). Pure data: nothing here imports torch.
+
+Files: ``{"kind": "cnn", "normal": [[op, input], ...], ...}``. Files written before kinds existed (no ``kind``
+field) are recognised by their fields. A kind defined outside darts_pl also writes its ``class_path``, so a process
+that has not imported it yet (the notebook, ``darts-pl-genotype``) can still read the file.
 
 Derivation follows the original code (Liu et al., 2019, Sec. 2.4): on softmax(alpha) per edge, each
 node keeps the ``k`` incoming edges whose strongest non-``none`` op is strongest (k=2 for CNN cells,
@@ -14,11 +25,14 @@ k=1 for recurrent cells); each kept edge takes its strongest non-``none`` op. Ti
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, ClassVar, TypeVar
 
 from darts_pl.atomic import atomic_write
 from darts_pl.errors import ConfigurationError
@@ -50,28 +64,277 @@ class GenotypeError(ConfigurationError):
     """A genotype that cannot describe a cell: unknown op, bad input index, wrong number of edges."""
 
 
-class Genotype(NamedTuple):
-    """A convolutional cell pair: ``normal`` and ``reduce`` edges and which nodes are concatenated."""
+Choice = tuple[str, int]
+"""One incoming edge of a node: ``(op, input)``."""
 
-    normal: list[tuple[str, int]]
+G = TypeVar("G", bound="CellGenotype")
+
+GENOTYPE_KINDS: dict[str, type[CellGenotype]] = {}
+"""Registered genotype kinds by their ``kind`` (what a file's ``"kind"`` field names)."""
+
+PARAMETER_FREE: frozenset[str] = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3", "identity", "noise"})
+"""Ops without weights (``noise``: RobustDARTS's S4): a cell full of them is a collapsed cell."""
+
+
+@dataclass(frozen=True)
+class CellGraph:
+    """A derived cell as a graph, for drawing: node names in drawing order and labelled edges (``op`` None:
+    unlabelled, e.g. the concatenation into the output)."""
+
+    cell_type: str
+    inputs: tuple[str, ...]
+    nodes: tuple[str, ...]
+    output: str
+    edges: tuple[tuple[str, str, str | None], ...]
+    reduction: str = "concat"
+    """How the output combines its inputs (``concat``, ``mean``, ``sum``), for the text rendering."""
+
+
+class CellGenotype(ABC):
+    """The protocol every genotype kind implements (see the module docstring).
+
+    Subclasses name their kind in the class statement, ``class MyGenotype(CellGenotype, kind="mine")``, which
+    registers them, and implement :meth:`cells`, :meth:`validate`, :meth:`fields_dict`, :meth:`from_fields` and
+    :meth:`cell_graph`. The rest (JSON, text, collapse counts, comparison) follows from those.
+
+    Class attributes:
+        kind: The kind's name in files.
+        skip_ops: Ops counted as skip connections (collapse counts).
+        collapse_cells: The cells whose skip connections and parameter-free ops the monitors count.
+    """
+
+    kind: ClassVar[str] = ""
+    skip_ops: ClassVar[frozenset[str]] = frozenset({"skip_connect"})
+    collapse_cells: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
+            GENOTYPE_KINDS[kind] = cls
+
+    # ------------------------------------------------------------------ what a kind implements
+    @abstractmethod
+    def cells(self) -> dict[str, list[list[Choice]]]:
+        """``{cell name: [the (op, input) choices of each node]}``, cells and nodes in order; ``input`` counts the
+        node's possible inputs in the order of its incoming edges (the row order of the architecture tensor)."""
+
+    @abstractmethod
+    def validate(self: G, ops: Collection[str] | None = None) -> G:
+        """Raise :class:`GenotypeError` naming the problem if this cannot describe a cell; else return it.
+
+        Args:
+            ops: The op names allowed (a search space's primitives); the kind's known ops when omitted.
+        """
+
+    @abstractmethod
+    def fields_dict(self) -> dict[str, Any]:
+        """The JSON fields besides ``kind`` (lists, strings and numbers only)."""
+
+    @classmethod
+    @abstractmethod
+    def from_fields(cls: type[G], data: Mapping[str, Any]) -> G:
+        """Build (and validate) from what :meth:`fields_dict` writes; :class:`GenotypeError` on bad input."""
+
+    @abstractmethod
+    def cell_graph(self, cell: str) -> CellGraph:
+        """The graph of one cell, for the drawing code."""
+
+    # ------------------------------------------------------------------ what follows
+    @property
+    def cell_names(self) -> list[str]:
+        return list(self.cells())
+
+    def cell_ops(self, cell: str) -> list[str]:
+        """The ops of every edge of ``cell``, ``none`` included, in node order."""
+        return [op for node in self._cell(cell) for op, _ in node]
+
+    def _cell(self, cell: str) -> list[list[Choice]]:
+        cells = self.cells()
+        if cell not in cells:
+            raise GenotypeError(f"cell {cell!r} is not a cell of this {self.kind} genotype; use one of "
+                                f"{', '.join(cells)}.")
+        return cells[cell]
+
+    def cell_counts(self, cell: str) -> dict[str, int]:
+        """Skip connections and parameter-free ops of one cell: ``{"num_skip_connect": n, "num_parameter_free": m}``."""
+        ops = self.cell_ops(cell)
+        return {"num_skip_connect": sum(op in self.skip_ops for op in ops),
+                "num_parameter_free": sum(op in PARAMETER_FREE or op in self.skip_ops for op in ops)}
+
+    def collapse_counts(self) -> dict[str, dict[str, int]]:
+        """:meth:`cell_counts` of each of :attr:`collapse_cells` (the cells where collapse shows), by cell."""
+        return {cell: self.cell_counts(cell) for cell in self.collapse_cells}
+
+    def empty_cells(self) -> list[str]:
+        """The cells that keep no op (every edge ``none``): a network built from them passes nothing through."""
+        return [cell for cell, nodes in self.cells().items() if all(op == "none" for node in nodes for op, _ in node)]
+
+    def key(self) -> tuple[Any, ...]:
+        """What makes two genotypes the same cells: per cell and node the set of ``(op, input)`` choices other than
+        ``none`` (an edge that is ``none`` contributes nothing, whatever input it names), plus the kind's fields."""
+        cells = tuple((cell, tuple(tuple(sorted(choice for choice in node if choice[0] != "none")) for node in nodes))
+                      for cell, nodes in self.cells().items())
+        return (self.kind, cells)
+
+    def same_cells(self, other: object) -> bool:
+        """Whether ``other`` describes the same cells (:meth:`key`)."""
+        return isinstance(other, CellGenotype) and self.key() == other.key()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": ..., **fields}``; a kind defined outside darts_pl also writes its ``class_path``."""
+        data: dict[str, Any] = {"kind": self.kind}
+        cls = type(self)
+        if not cls.__module__.startswith("darts_pl."):
+            data["class_path"] = f"{cls.__module__}.{cls.__qualname__}"
+        data.update(self.fields_dict())
+        return data
+
+    def describe(self) -> str:
+        """A plain-text listing of every cell: which ops feed each node, and what forms the output."""
+        lines = []
+        for cell in self.cell_names:
+            graph = self.cell_graph(cell)
+            into: dict[str, list[str]] = {}
+            for src, dst, op in graph.edges:
+                into.setdefault(dst, []).append(f"{op}({src})" if op else src)
+            lines.append(f"{cell} cell: {graph.output} = {graph.reduction}({', '.join(into.get(graph.output, []))})")
+            lines += [f"  node {node} <- {', '.join(into.get(node, ['nothing']))}" for node in graph.nodes]
+        return "\n".join(lines)
+
+
+def _tuples(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise GenotypeError(f"Genotype field {field!r} must be a list, got {value!r}.")
+    return [tuple(v) if isinstance(v, (list, tuple)) else v for v in value]
+
+
+def _plain(value: Sequence[Any]) -> list[Any]:
+    return [list(v) if isinstance(v, tuple) else v for v in value]
+
+
+@dataclass(eq=True)
+class Genotype(CellGenotype, kind="cnn"):
+    """A convolutional cell pair: ``normal`` and ``reduce`` edges (two ``(op, input)`` per node; inputs 0 and 1 are
+    c_{k-2} and c_{k-1}, input ``i + 2`` node ``i``) and which nodes are concatenated into the output."""
+
+    normal: list[Choice]
     normal_concat: list[int]
-    reduce: list[tuple[str, int]]
+    reduce: list[Choice]
     reduce_concat: list[int]
 
+    collapse_cells: ClassVar[tuple[str, ...]] = ("normal",)
 
-class RNNGenotype(NamedTuple):
-    """A recurrent cell: one ``(op, input)`` per node and which nodes are averaged into h_t."""
+    def cells(self) -> dict[str, list[list[Choice]]]:
+        return {cell: [list(edges[i:i + 2]) for i in range(0, len(edges), 2)]
+                for cell, edges in (("normal", self.normal), ("reduce", self.reduce))}
 
-    recurrent: list[tuple[str, int]]
+    def validate(self, ops: Collection[str] | None = None) -> Genotype:
+        known = tuple(ops) if ops is not None else known_cnn_ops()
+        for field in ("normal", "reduce"):
+            edges = getattr(self, field)
+            _check_edges(edges, field=field, known=known, per_node=2, first_inputs=2)
+            _check_concat(getattr(self, f"{field}_concat"), field=f"{field}_concat", num_states=len(edges) // 2 + 2)
+        return self
+
+    def fields_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_fields(cls, data: Mapping[str, Any]) -> Genotype:
+        return cls(**{f.name: _tuples(data[f.name], f.name) for f in fields(cls)}).validate()
+
+    def cell_graph(self, cell: str) -> CellGraph:
+        self._cell(cell)
+        gene, concat = getattr(self, cell), getattr(self, f"{cell}_concat")
+        inputs = ("c_{k-2}", "c_{k-1}")
+
+        def state(index: int) -> str:
+            return inputs[index] if index < 2 else str(index - 2)
+
+        edges = [(state(src), str(pos // 2), op) for pos, (op, src) in enumerate(gene)]
+        edges += [(state(index), "c_{k}", None) for index in concat]
+        return CellGraph(cell, inputs, tuple(str(i) for i in range(len(gene) // 2)), "c_{k}", tuple(edges))
+
+    def key(self) -> tuple[Any, ...]:
+        return (*super().key(), tuple(self.normal_concat), tuple(self.reduce_concat))
+
+
+@dataclass(eq=True)
+class RNNGenotype(CellGenotype, kind="rnn"):
+    """A recurrent cell: one ``(op, input)`` per node (input 0 is the highway over x_t and h_{t-1}, input ``i``
+    node ``i``) and which nodes are averaged into h_t."""
+
+    recurrent: list[Choice]
     concat: list[int]
 
+    skip_ops: ClassVar[frozenset[str]] = frozenset({"identity"})
+    collapse_cells: ClassVar[tuple[str, ...]] = ("recurrent",)
 
-class NB201Genotype(NamedTuple):
+    def cells(self) -> dict[str, list[list[Choice]]]:
+        return {"recurrent": [[edge] for edge in self.recurrent]}
+
+    def validate(self, ops: Collection[str] | None = None) -> RNNGenotype:
+        known = tuple(ops) if ops is not None else known_rnn_ops()
+        _check_edges(self.recurrent, field="recurrent", known=known, per_node=1, first_inputs=1)
+        _check_concat(self.concat, field="concat", num_states=len(self.recurrent) + 1)
+        return self
+
+    def fields_dict(self) -> dict[str, Any]:
+        return {"recurrent": _plain(self.recurrent), "concat": list(self.concat)}
+
+    @classmethod
+    def from_fields(cls, data: Mapping[str, Any]) -> RNNGenotype:
+        return cls(_tuples(data["recurrent"], "recurrent"), _tuples(data["concat"], "concat")).validate()
+
+    def cell_graph(self, cell: str) -> CellGraph:
+        self._cell(cell)
+        inputs = ("x_{t}", "h_{t-1}")
+        nodes = tuple(str(i) for i in range(len(self.recurrent) + 1))
+        edges = [(name, "0", None) for name in inputs]  # node 0: the highway over x_t and h_{t-1}
+        edges += [(str(src), str(pos + 1), op) for pos, (op, src) in enumerate(self.recurrent)]
+        edges += [(str(index), "h_{t}", None) for index in self.concat]
+        return CellGraph("recurrent", inputs, nodes, "h_{t}", tuple(edges), reduction="mean")
+
+    def key(self) -> tuple[Any, ...]:
+        return (*super().key(), tuple(self.concat))
+
+
+@dataclass(eq=True)
+class NB201Genotype(CellGenotype, kind="nb201"):
     """A NAS-Bench-201 cell: ``nodes[i]`` holds the ``(op, input)`` pairs feeding node ``i + 1``; input ``0`` is
     the cell input, input ``j`` node ``j``; the cell output is the last node. ``str()`` gives the benchmark's
     architecture string (``|nor_conv_3x3~0|+|...|``), as the authors' ``Structure.tostr``."""
 
-    nodes: list[tuple[tuple[str, int], ...]]
+    nodes: list[tuple[Choice, ...]]
+
+    collapse_cells: ClassVar[tuple[str, ...]] = ("cell",)
+
+    def cells(self) -> dict[str, list[list[Choice]]]:
+        return {"cell": [list(node) for node in self.nodes]}
+
+    def validate(self, ops: Collection[str] | None = None) -> NB201Genotype:
+        _check_nb201(self, tuple(ops) if ops is not None else known_nb201_ops())
+        return self
+
+    def fields_dict(self) -> dict[str, Any]:
+        return {"nb201": to_nb201_str(self), "nodes": [[list(e) for e in node] for node in self.nodes]}
+
+    @classmethod
+    def from_fields(cls, data: Mapping[str, Any]) -> NB201Genotype:
+        return _nb201_from_dict(data)
+
+    def cell_graph(self, cell: str) -> CellGraph:
+        self._cell(cell)  # node 0 is the input, the last node the output; `none` edges are absent
+        last = str(len(self.nodes))
+        edges = [(str(j), str(i), op) for i, node in enumerate(self.nodes, start=1) for op, j in node if op != "none"]
+        return CellGraph("cell", ("0",), tuple(str(i) for i in range(1, len(self.nodes))), last, tuple(edges),
+                         reduction="sum")
+
+    def describe(self) -> str:
+        lines = [f"NB201 cell: {to_nb201_str(self)} (node 0: input; output: node {len(self.nodes)})"]
+        lines += [f"  node {i} <- {', '.join(f'{op}({j})' for op, j in node)}" for i, node in enumerate(self.nodes, 1)]
+        return "\n".join(lines)
 
     def tostr(self) -> str:
         return to_nb201_str(self)
@@ -80,7 +343,8 @@ class NB201Genotype(NamedTuple):
         return to_nb201_str(self)
 
 
-AnyGenotype = Union[Genotype, RNNGenotype, NB201Genotype]
+AnyGenotype = CellGenotype
+"""Any registered genotype kind (the protocol)."""
 
 # The paper's cells, as published with the original code (cnn/genotypes.py, rnn/genotypes.py).
 DARTS_V1 = Genotype(
@@ -119,7 +383,7 @@ RNN_DARTS_V2 = RNNGenotype(
 )
 """Second-order DARTS recurrent cell (paper Fig. 6, 55.7 PTB test perplexity)."""
 
-PUBLISHED: dict[str, AnyGenotype] = {
+PUBLISHED: dict[str, CellGenotype] = {
     "DARTS_V1": DARTS_V1,
     "DARTS_V2": DARTS_V2,
     "DARTS": DARTS_V2,
@@ -131,7 +395,7 @@ PUBLISHED: dict[str, AnyGenotype] = {
 
 
 # ----------------------------------------------------------------------------------------- validation
-def _check_edges(edges: Sequence[tuple[str, int]], *, field: str, known: Sequence[str],
+def _check_edges(edges: Sequence[Choice], *, field: str, known: Sequence[str],
                  per_node: int, first_inputs: int) -> None:
     if len(edges) == 0 or len(edges) % per_node:
         raise GenotypeError(
@@ -190,11 +454,10 @@ def known_nb201_ops() -> tuple[str, ...]:
     return tuple(dict.fromkeys((*NB201_PRIMITIVES, *OPS)))
 
 
-def _check_nb201(genotype: NB201Genotype) -> None:
+def _check_nb201(genotype: NB201Genotype, known: Sequence[str]) -> None:
     if not isinstance(genotype.nodes, (list, tuple)) or len(genotype.nodes) == 0:
         raise GenotypeError(f"NB201 genotype field 'nodes' must list the edges of at least one node, got "
                             f"{genotype.nodes!r}.")
-    known = known_nb201_ops()
     for i, node in enumerate(genotype.nodes, start=1):
         if not isinstance(node, (list, tuple)) or len(node) == 0:
             raise GenotypeError(f"NB201 genotype, node {i}: expected a non-empty list of [op, input], got {node!r}.")
@@ -209,60 +472,84 @@ def _check_nb201(genotype: NB201Genotype) -> None:
                                     f"read nodes 0..{i - 1}.")
 
 
-def validate(genotype: AnyGenotype) -> AnyGenotype:
+def validate(genotype: Any) -> CellGenotype:
     """Raise ``GenotypeError`` naming the problem if ``genotype`` cannot describe a cell; else return it."""
-    if isinstance(genotype, NB201Genotype):
-        _check_nb201(genotype)
-        return genotype
-    if isinstance(genotype, Genotype):
-        known = known_cnn_ops()
-        for field in ("normal", "reduce"):
-            edges = getattr(genotype, field)
-            _check_edges(edges, field=field, known=known, per_node=2, first_inputs=2)
-            _check_concat(getattr(genotype, f"{field}_concat"), field=f"{field}_concat",
-                          num_states=len(edges) // 2 + 2)
-        return genotype
-    if isinstance(genotype, RNNGenotype):
-        _check_edges(genotype.recurrent, field="recurrent", known=known_rnn_ops(), per_node=1, first_inputs=1)
-        _check_concat(genotype.concat, field="concat", num_states=len(genotype.recurrent) + 1)
-        return genotype
-    raise GenotypeError(f"Expected a Genotype or RNNGenotype, got {type(genotype).__name__}.")
+    if not isinstance(genotype, CellGenotype):
+        raise GenotypeError(f"Expected a genotype (one of the kinds {', '.join(GENOTYPE_KINDS)}), got "
+                            f"{type(genotype).__name__}.")
+    return genotype.validate()
 
 
 # ----------------------------------------------------------------------------------------- JSON I/O
-def to_dict(genotype: AnyGenotype) -> dict[str, Any]:
-    """A JSON-ready mapping; edges become ``[op, input]`` lists. An NB201 cell also gets its architecture
-    string, ``nb201``."""
-    if isinstance(genotype, NB201Genotype):
-        return {"nb201": to_nb201_str(genotype), "nodes": [[list(e) for e in node] for node in genotype.nodes]}
-    return {field: [list(e) if isinstance(e, tuple) else e for e in value]
-            for field, value in genotype._asdict().items()}
+def to_dict(genotype: CellGenotype) -> dict[str, Any]:
+    """A JSON-ready mapping, ``{"kind": ..., **fields}`` (edges become ``[op, input]`` lists; an NB201 cell also
+    gets its architecture string, ``nb201``)."""
+    return validate(genotype).to_dict()
 
 
-def from_dict(data: Mapping[str, Any]) -> AnyGenotype:
-    """Build and validate a genotype from the mapping ``to_dict`` writes (or an inline YAML mapping)."""
+_LEGACY_FIELDS: dict[frozenset[str], str] = {
+    frozenset({"normal", "normal_concat", "reduce", "reduce_concat"}): "cnn",
+    frozenset({"recurrent", "concat"}): "rnn",
+    frozenset({"nodes"}): "nb201", frozenset({"nb201"}): "nb201", frozenset({"nodes", "nb201"}): "nb201",
+}
+"""Files written before the ``kind`` field existed, recognised by their fields."""
+
+
+def _kind_class(data: Mapping[str, Any]) -> type[CellGenotype]:
+    kind = data.get("kind")
+    if kind is None:
+        legacy = _LEGACY_FIELDS.get(frozenset(data))
+        if legacy is None:
+            raise GenotypeError(
+                f"A genotype mapping has fields {sorted(data)} and no 'kind'; expected {{'kind': one of "
+                f"{sorted(GENOTYPE_KINDS)}, ...}}, or the fields of an earlier file: "
+                f"{sorted(fields_of(Genotype))} (CNN), {sorted(fields_of(RNNGenotype))} (recurrent) or ['nb201'] "
+                "and/or ['nodes'] (NAS-Bench-201).")
+        return GENOTYPE_KINDS[legacy]
+    if kind not in GENOTYPE_KINDS and isinstance(data.get("class_path"), str):
+        _import_kind(data["class_path"], kind)
+    if kind not in GENOTYPE_KINDS:
+        raise GenotypeError(f"Unknown genotype kind {kind!r}; known: {', '.join(sorted(GENOTYPE_KINDS))} (a kind of "
+                            "your own is known once its module is imported, or when the file names its class_path).")
+    return GENOTYPE_KINDS[kind]
+
+
+def _import_kind(class_path: str, kind: str) -> None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise GenotypeError(f"Genotype kind {kind!r}: cannot import its class {class_path!r} ({err}); install or put "
+                            "on the Python path the package that defines it.") from None
+    if not (isinstance(cls, type) and issubclass(cls, CellGenotype)):
+        raise GenotypeError(f"Genotype kind {kind!r}: {class_path!r} is not a darts_pl.genotypes.CellGenotype.")
+
+
+def fields_of(cls: type[CellGenotype]) -> list[str]:
+    """The JSON fields of a dataclass genotype kind."""
+    return [f.name for f in fields(cls)]  # type: ignore[arg-type]
+
+
+def from_dict(data: Mapping[str, Any]) -> CellGenotype:
+    """Build and validate a genotype from the mapping ``to_dict`` writes (or an inline YAML mapping, or a file of an
+    earlier release without ``kind``)."""
     if not isinstance(data, Mapping):
-        raise GenotypeError(f"A genotype must be a mapping with fields {Genotype._fields} or "
-                            f"{RNNGenotype._fields}; got {type(data).__name__}.")
-    keys = set(data)
-    if keys and keys <= {"nodes", "nb201"}:
-        return _nb201_from_dict(data)
-    for cls in (Genotype, RNNGenotype):
-        if keys == set(cls._fields):
-            fields = {}
-            for name in cls._fields:
-                value = data[name]
-                if not isinstance(value, (list, tuple)):
-                    raise GenotypeError(f"Genotype field {name!r} must be a list, got {value!r}.")
-                fields[name] = [tuple(v) if isinstance(v, (list, tuple)) else v for v in value]
-            return validate(cls(**fields))
-    raise GenotypeError(
-        f"A genotype mapping has fields {sorted(keys)}; expected {list(Genotype._fields)} (CNN), "
-        f"{list(RNNGenotype._fields)} (recurrent) or ['nb201'] and/or ['nodes'] (NAS-Bench-201).")
+        raise GenotypeError(f"A genotype must be a mapping such as {{'kind': 'cnn', 'normal': ..., ...}}; got "
+                            f"{type(data).__name__}.")
+    cls = _kind_class(data)
+    body = {k: v for k, v in data.items() if k not in ("kind", "class_path")}
+    expected = set(fields_of(cls)) if cls in (Genotype, RNNGenotype) else None
+    if expected is not None and set(body) != expected:
+        raise GenotypeError(f"A {cls.kind} genotype mapping has fields {sorted(body)}; expected {sorted(expected)}.")
+    return cls.from_fields(body)
 
 
 def _nb201_from_dict(data: Mapping[str, Any]) -> NB201Genotype:
     """An NB201 cell from ``{"nb201": string}``, ``{"nodes": [...]}`` or both (which must agree)."""
+    unknown = sorted(set(data) - {"nodes", "nb201"})
+    if unknown or not data:
+        raise GenotypeError(f"An nb201 genotype mapping has fields {sorted(data)}; expected ['nb201'] and/or "
+                            "['nodes'].")
     from_string = from_nb201_str(data["nb201"]) if "nb201" in data else None
     if "nodes" not in data:
         assert from_string is not None
@@ -271,8 +558,7 @@ def _nb201_from_dict(data: Mapping[str, Any]) -> NB201Genotype:
     if not isinstance(nodes, (list, tuple)) or not all(isinstance(node, (list, tuple)) for node in nodes):
         raise GenotypeError(f"NB201 genotype field 'nodes' must be a list of lists of [op, input], got {nodes!r}.")
     genotype = NB201Genotype([tuple(tuple(e) if isinstance(e, (list, tuple)) else e for e in node)
-                              for node in nodes])
-    validate(genotype)
+                              for node in nodes]).validate()
     if from_string is not None and from_string != genotype:
         raise GenotypeError(f"NB201 genotype: 'nb201' {data['nb201']!r} and 'nodes' ({to_nb201_str(genotype)!r}) "
                             "describe different cells; keep one of them.")
@@ -302,28 +588,19 @@ def from_nb201_str(text: str) -> NB201Genotype:
                 raise GenotypeError(f"NB201 architecture string {text!r}: node {i}: {item!r} is not 'op~input'.")
             edges.append((op, int(index)))
         nodes.append(tuple(edges))
-    return validate(NB201Genotype(nodes))
+    return NB201Genotype(nodes).validate()
 
 
-def dumps(genotype: AnyGenotype) -> str:
+def dumps(genotype: CellGenotype) -> str:
     return json.dumps(to_dict(genotype), indent=2)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path`` (``darts_pl.atomic``).
-
-    A crash at any point leaves either the old file or the new one, never a half-written file; the file
-    gets the mode the user's umask gives.
-    """
-    return atomic_write(path, text)
+def save(genotype: CellGenotype, path: str | os.PathLike[str]) -> Path:
+    """Write ``genotype`` as JSON, atomically (a crash leaves the old file or the new one, never half of one)."""
+    return atomic_write(path, dumps(genotype) + "\n")
 
 
-def save(genotype: AnyGenotype, path: str | os.PathLike[str]) -> Path:
-    """Write ``genotype`` as JSON, atomically."""
-    return atomic_write_text(path, dumps(validate(genotype)) + "\n")
-
-
-def load(path: str | os.PathLike[str]) -> AnyGenotype:
+def load(path: str | os.PathLike[str]) -> CellGenotype:
     """Read a genotype JSON file written by ``save`` (or by a search's ``GenotypeCheckpoint``)."""
     path = Path(path)
     try:
@@ -346,9 +623,9 @@ def load(path: str | os.PathLike[str]) -> AnyGenotype:
     return from_dict(data)
 
 
-def resolve(spec: str | os.PathLike[str] | Mapping[str, Any] | AnyGenotype) -> AnyGenotype:
-    """A genotype from a published name (``DARTS_V2``), a JSON path, a mapping, or a genotype."""
-    if isinstance(spec, (Genotype, RNNGenotype, NB201Genotype)):
+def resolve(spec: str | os.PathLike[str] | Mapping[str, Any] | CellGenotype) -> CellGenotype:
+    """A genotype from a published name (``DARTS_V2``), a JSON path, a mapping, an NB201 string, or a genotype."""
+    if isinstance(spec, CellGenotype):
         return validate(spec)
     if isinstance(spec, Mapping):
         return from_dict(spec)
@@ -361,6 +638,19 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any] | AnyGenotype) -> A
         return load(text)
     raise GenotypeError(f"Unknown genotype {text!r}; use a published name ({', '.join(PUBLISHED)}), "
                         "the path of a genotype.json written by a search, or a NAS-Bench-201 architecture string.")
+
+
+def expect_kind(spec: str | os.PathLike[str] | Mapping[str, Any] | CellGenotype, kind: str, needs: str) -> CellGenotype:
+    """:func:`resolve` ``spec`` and check it is of ``kind``; else a :class:`GenotypeError` saying it is another kind's
+    cell and what is needed (``needs``: e.g. "a CNN genotype (DARTS_V2, or the genotype.json of a CNN search)")."""
+    genotype = resolve(spec)
+    if genotype.kind != kind:
+        shown = _KIND_NAMES.get(genotype.kind, genotype.kind)
+        raise GenotypeError(f"genotype={spec!r} is a {shown} cell; this network needs {needs}.")
+    return genotype
+
+
+_KIND_NAMES = {"cnn": "convolutional", "rnn": "recurrent", "nb201": "NAS-Bench-201"}
 
 
 # ----------------------------------------------------------------------------------------- derivation

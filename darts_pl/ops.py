@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
+from darts_pl.genotypes import PARAMETER_FREE
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -324,6 +325,38 @@ class Zero(nn.Module):
         return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
 
 
+class NoiseOp(nn.Module):
+    """RobustDARTS's ``noise`` op (Zela et al., 2020, space S4; the authors' ``NoiseOp(stride, 0., 1.)``): Gaussian
+    noise of the edge's output shape, independent of the input, drawn anew at every forward, in training and in
+    evaluation alike (the authors' op has no eval mode). A stride-2 edge gives noise of the shape of
+    ``x[:, :, ::2, ::2]``. No weights; the gradient reaching ``x`` through it is zero.
+
+    The noise comes from torch's default generator of ``x``'s device (as dropout's does), so a checkpoint's saved
+    generator states make a resumed run draw what the uninterrupted one would.
+
+    Args:
+        stride: 1, or 2 on the edges reading a reduction cell's inputs.
+        mean: Mean of the noise (0 in S4).
+        std: Standard deviation of the noise (1 in S4).
+    """
+
+    #: Every forward draws new values: an unrolled (second-order) step would compare passes with different draws.
+    draws_noise = True
+
+    def __init__(self, stride: int, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.stride = stride
+        self.mean = mean
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape_of = x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+        return torch.empty_like(shape_of).normal_(self.mean, self.std)  # (B, C, H / stride, W / stride)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, mean={self.mean}, std={self.std}"
+
+
 class _MaxPoolRecomputingIndices(torch.autograd.Function):
     """2-D max pooling that keeps only its input for the backward and finds the argmax again there.
 
@@ -428,6 +461,8 @@ OPS: dict[str, OpFactory] = {
     # its search cell puts no BatchNorm after the pooling, see darts_pl.search.nb201).
     "nor_conv_1x1": lambda c, stride, affine: ReLUConvBN(c, c, 1, stride, 0, affine),
     "nor_conv_3x3": lambda c, stride, affine: ReLUConvBN(c, c, 3, stride, 1, affine),
+    # RobustDARTS's S4: standard Gaussian noise in place of the op's output.
+    "noise": lambda c, stride, affine: NoiseOp(stride, 0.0, 1.0),
 }
 """Candidate op factories by name: ``OPS[name](channels, stride, affine)``."""
 
@@ -447,5 +482,6 @@ def make_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
 
 
 def is_parameter_free(name: str) -> bool:
-    """Ops with no weights (skip connections and pooling); a cell full of them is a collapsed cell."""
-    return name in ("skip_connect", "max_pool_3x3", "avg_pool_3x3")
+    """Ops with no weights (skip connections, pooling, RobustDARTS's ``noise``); a cell full of them is a collapsed
+    cell."""
+    return name in PARAMETER_FREE

@@ -9,7 +9,7 @@ Each stage searches a deeper supernet on fewer candidate ops per edge: the autho
 cells on 8, 5 and 3 ops per edge. After a stage, each edge keeps the ops with the highest final probabilities
 (``none`` included, as the authors' ``get_min_k``); the next stage starts afresh (new weights and alphas) on
 those ops (``CNNSearchSpace(edge_primitives=...)``). Every stage has dropout on its skip connections, from the
-stage's rate, decayed by an :class:`~darts_pl.schedules.ExponentialSchedule`; the last stage derives the cell
+stage's rate, decayed by an :class:`~darts_pl.parts.ExponentialSchedule`; the last stage derives the cell
 with at most ``max_skips`` skip connections in the normal cell (:class:`~darts_pl.search.MaxSkips`).
 
 Everything after the driver's own options is passed to ``darts-pl fit`` for every stage (configs and overrides);
@@ -137,7 +137,7 @@ def stage_overlay(settings: Mapping[str, Any], stage: int,
     if stage == len(settings["num_cells"]) - 1 and settings["max_skips"] >= 0:
         space["derivation"] = {"class_path": "darts_pl.search.MaxSkips",
                                "init_args": {"max_skips": settings["max_skips"], "cells": ["normal"]}}
-    schedule = {"class_path": "darts_pl.schedules.ExponentialSchedule",
+    schedule = {"class_path": "darts_pl.parts.ExponentialSchedule",
                 "init_args": {"target": "space.skip_dropout.p", "start": rate,
                               "decay": settings["skip_dropout_decay"], "warmup_epochs": settings["warmup_epochs"]}}
     return {"model": {"init_args": {"warmup_epochs": settings["warmup_epochs"], "space": {"init_args": space},

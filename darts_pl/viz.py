@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -39,7 +38,7 @@ from matplotlib.path import Path as MplPath
 
 from darts_pl.atomic import atomic_write
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import AnyGenotype, Genotype, NB201Genotype, RNNGenotype, to_nb201_str, validate
+from darts_pl.genotypes import CellGenotype, CellGraph, validate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,75 +70,26 @@ _FILL = {"input": "#b4eeb4", "node": "#add8e6", "output": "#eee8aa"}  # graphviz
 
 
 # ----------------------------------------------------------------------------------------- the cell as a graph
-@dataclass(frozen=True)
-class CellGraph:
-    """A derived cell as a graph: node names in drawing order and labelled edges (``op`` None: unlabelled)."""
-
-    cell_type: str
-    inputs: tuple[str, ...]
-    nodes: tuple[str, ...]
-    output: str
-    edges: tuple[tuple[str, str, str | None], ...]
+def cell_types(genotype: CellGenotype) -> list[str]:
+    """The cells a genotype describes: ``["normal", "reduce"]``, ``["recurrent"]``, ``["cell"]`` (NB201)..."""
+    return validate(genotype).cell_names
 
 
-def cell_types(genotype: AnyGenotype) -> list[str]:
-    """The cells a genotype describes: ``["normal", "reduce"]``, ``["recurrent"]`` or ``["cell"]`` (NB201)."""
-    if isinstance(genotype, NB201Genotype):
-        return ["cell"]
-    return ["recurrent"] if isinstance(genotype, RNNGenotype) else ["normal", "reduce"]
-
-
-def cell_graph(genotype: AnyGenotype, cell_type: str) -> CellGraph:
-    """The graph of one cell of ``genotype`` (see the module docstring for the node names)."""
-    validate(genotype)
-    if cell_type not in cell_types(genotype):
-        raise ConfigurationError(f"cell_type={cell_type!r} is not a cell of this genotype; "
-                                 f"use one of {', '.join(cell_types(genotype))}.")
-    if isinstance(genotype, Genotype):
-        gene, concat = getattr(genotype, cell_type), getattr(genotype, f"{cell_type}_concat")
-        inputs = ("c_{k-2}", "c_{k-1}")
-        nodes = tuple(str(i) for i in range(len(gene) // 2))
-
-        def state(index: int) -> str:
-            return inputs[index] if index < 2 else str(index - 2)
-
-        edges = [(state(src), str(pos // 2), op) for pos, (op, src) in enumerate(gene)]
-        edges += [(state(index), "c_{k}", None) for index in concat]
-        return CellGraph(cell_type, inputs, nodes, "c_{k}", tuple(edges))
-    if isinstance(genotype, NB201Genotype):  # node 0 is the input, the last node the output; `none` edges are absent
-        last = str(len(genotype.nodes))
-        nb201 = [(str(j), str(i), op) for i, node in enumerate(genotype.nodes, start=1)
-                 for op, j in node if op != "none"]
-        return CellGraph("cell", ("0",), tuple(str(i) for i in range(1, len(genotype.nodes))), last, tuple(nb201))
-    inputs = ("x_{t}", "h_{t-1}")
-    nodes = tuple(str(i) for i in range(len(genotype.recurrent) + 1))
-    edges = [(name, "0", None) for name in inputs]  # node 0: the highway over x_t and h_{t-1}
-    edges += [(str(src), str(pos + 1), op) for pos, (op, src) in enumerate(genotype.recurrent)]
-    edges += [(str(index), "h_{t}", None) for index in genotype.concat]
-    return CellGraph("recurrent", inputs, nodes, "h_{t}", tuple(edges))
+def cell_graph(genotype: CellGenotype, cell_type: str) -> CellGraph:
+    """The graph of one cell of ``genotype`` (the genotype kind's own :meth:`~CellGenotype.cell_graph`)."""
+    names = cell_types(genotype)
+    if cell_type not in names:
+        raise ConfigurationError(f"cell_type={cell_type!r} is not a cell of this genotype; use one of "
+                                 f"{', '.join(names)}.")
+    return genotype.cell_graph(cell_type)
 
 
 # ----------------------------------------------------------------------------------------- text
-def describe(genotype: AnyGenotype) -> str:
+def describe(genotype: CellGenotype) -> str:
     """A plain-text listing of every cell: which ops feed each node, and what forms the output."""
-    if isinstance(genotype, NB201Genotype):
-        lines = [f"NB201 cell: {to_nb201_str(genotype)} (node 0: input; output: node {len(genotype.nodes)})"]
-        lines += [f"  node {i} <- {', '.join(f'{op}({j})' for op, j in node)}"
-                  for i, node in enumerate(genotype.nodes, start=1)]
-        return "\n".join(lines)
-    lines = []
-    for cell in cell_types(genotype):
-        graph = cell_graph(genotype, cell)
-        into: dict[str, list[str]] = {}
-        for src, dst, op in graph.edges:
-            into.setdefault(dst, []).append(f"{op}({src})" if op else src)
-        reduce_how = "mean" if cell == "recurrent" else "concat"
-        lines.append(f"{cell} cell: {graph.output} = {reduce_how}({', '.join(into[graph.output])})")
-        lines += [f"  node {node} <- {', '.join(into[node])}" for node in graph.nodes]
-    return "\n".join(lines)
+    return validate(genotype).describe()
 
 
-# ----------------------------------------------------------------------------------------- layout
 def _ranks(graph: CellGraph) -> dict[str, int]:
     """Column of each node: inputs 0, a node one right of its deepest input, the output last."""
     rank = dict.fromkeys(graph.inputs, 0)
@@ -299,13 +249,13 @@ def _cell_size(graph: CellGraph, pos: dict[str, tuple[float, float]]) -> tuple[f
     return 0.75 * (xmax - xmin), 0.75 * (ymax - ymin) + 0.4
 
 
-def plot_cell(genotype: AnyGenotype, cell_type: str | None = None, *, ax: Axes | None = None,
+def plot_cell(genotype: CellGenotype, cell_type: str | None = None, *, ax: Axes | None = None,
               title: str | None = None) -> Figure:
     """Draw one cell of ``genotype`` (its only cell, or ``cell_type``); returns the figure drawn on.
 
     Args:
-        genotype: A ``Genotype`` or ``RNNGenotype``.
-        cell_type: ``"normal"``, ``"reduce"`` or ``"recurrent"``; required for CNN genotypes.
+        genotype: A genotype of any kind.
+        cell_type: One of the genotype's cells (``"normal"``, ``"reduce"``...); required when it has several.
         ax: Axes to draw into; a new pyplot-free figure when omitted.
         title: Axes title; the cell type when omitted.
     """
@@ -336,7 +286,7 @@ def plot_cell(genotype: AnyGenotype, cell_type: str | None = None, *, ax: Axes |
     return ax.figure
 
 
-def plot_genotype(genotype: AnyGenotype, cells: Sequence[str] | None = None) -> Figure:
+def plot_genotype(genotype: CellGenotype, cells: Sequence[str] | None = None) -> Figure:
     """All cells of ``genotype`` (or ``cells``) side by side in one new figure."""
     cells = list(cells) if cells else cell_types(genotype)
     graphs = [cell_graph(genotype, cell) for cell in cells]
@@ -356,7 +306,7 @@ def graphviz_available() -> bool:
     return shutil.which("dot") is not None
 
 
-def dot_source(genotype: AnyGenotype, cells: Sequence[str] | None = None) -> str:
+def dot_source(genotype: CellGenotype, cells: Sequence[str] | None = None) -> str:
     """Graphviz source of the cells (one cluster per cell when there are several)."""
     cells = list(cells) if cells else cell_types(genotype)
     lines = ["digraph cell {", "  rankdir=LR;",
@@ -391,11 +341,6 @@ def _render_graphviz(source: str, fmt: str) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------- files
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temporary file beside ``path``, then rename it over ``path`` (umask permissions)."""
-    return atomic_write(path, data)
-
-
 def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 150) -> bytes:
     """The figure encoded as ``fmt`` (png, pdf, svg)."""
     buffer = io.BytesIO()
@@ -410,12 +355,12 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
 
 
-def save_cell_diagram(genotype: AnyGenotype, path: str | os.PathLike[str], cell_type: str | None = None, *,
+def save_cell_diagram(genotype: CellGenotype, path: str | os.PathLike[str], cell_type: str | None = None, *,
                       engine: Engine = "auto", dpi: int = 150) -> Path:
     """Draw ``cell_type`` (all cells when omitted) of ``genotype`` to ``path`` (.png, .pdf or .svg), atomically.
 
     Args:
-        genotype: A ``Genotype`` or ``RNNGenotype``.
+        genotype: A genotype of any kind.
         path: Output file; its suffix picks the format.
         cell_type: One cell, or all of them side by side.
         engine: ``"auto"`` uses graphviz when ``dot`` is installed and falls back to matplotlib if it fails;
@@ -438,27 +383,28 @@ def save_cell_diagram(genotype: AnyGenotype, path: str | os.PathLike[str], cell_
         cell_graph(genotype, cell)  # a bad genotype or cell type fails here, whichever engine runs
     if engine == "graphviz" or (engine == "auto" and graphviz_available()):
         try:
-            return _write_bytes_atomic(path, _render_graphviz(dot_source(genotype, cells), fmt))
+            return atomic_write(path, _render_graphviz(dot_source(genotype, cells), fmt))
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
             if engine == "graphviz":
                 raise RuntimeError(str(err)) from err
             warnings.warn(f"graphviz could not draw the cell ({err}); drawing it with matplotlib.", stacklevel=2)
     fig = plot_genotype(genotype, cells)
-    return _write_bytes_atomic(path, figure_bytes(fig, fmt, dpi))
+    return atomic_write(path, figure_bytes(fig, fmt, dpi))
 
 
 # ----------------------------------------------------------------------------------------- alpha heatmaps
 def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives: Sequence[str],
                        edge_labels: Sequence[str] | None = None, *, title: str | None = None,
                        ax: Axes | None = None, annotate: bool = True, label: str = "softmax(alpha)",
-                       reference: float | None = None) -> Figure:
+                       reference: float | None = None,
+                       selected: np.ndarray | Sequence[Sequence[bool]] | None = None) -> Figure:
     """Heatmap of one cell type's op probabilities (``label``; softmax(alpha) in DARTS): edges down, ops across.
 
     Colours show the distance from ``reference``, the value of an undecided op: white there, red above, blue
     below, each side stretched to this figure's extreme, so the first epochs of a search (where every value
     lies within 1e-3 of 1/8) show their structure as clearly as the decided last ones; the colour bar gives
-    the values. The strongest op other than ``none`` on each edge (the one a derived cell would take) is
-    printed bold.
+    the values. The ops the derived cell keeps (``selected``) are printed bold; without it, the strongest op other
+    than ``none`` on each edge (the one DARTS's derivation would take there).
 
     Args:
         probs: ``(edges, ops)`` probabilities (a tensor works too).
@@ -470,6 +416,8 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
         label: What the values are, for the colour bar (a relaxation's ``label``: ``sigmoid(alpha)``...).
         reference: The undecided value: ``1 / len(primitives)`` when omitted (probabilities that sum to one
             over an edge); 0.5 suits independent sigmoid weights.
+        selected: ``(edges, ops)`` booleans, the (edge, op) pairs the derived cell keeps
+            (``SearchSpace.selection_mask``; the alpha history holds them per epoch).
     """
     probs = np.asarray(probs, dtype=float)  # (edges, ops)
     if probs.ndim != 2 or probs.shape[1] != len(primitives):
@@ -492,7 +440,7 @@ def plot_alpha_heatmap(probs: np.ndarray | Sequence[Sequence[float]], primitives
     if title:
         ax.set_title(title, fontsize=10)
     if annotate:
-        _annotate(ax, probs, list(primitives), norm)
+        _annotate(ax, probs, list(primitives), norm, None if selected is None else np.asarray(selected, dtype=bool))
     bar = ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.set_label(f"{label} (white: {reference:.3g})", fontsize=8)
     bar.ax.tick_params(labelsize=7)
@@ -506,13 +454,16 @@ def _centred_norm(probs: np.ndarray, reference: float) -> TwoSlopeNorm:
                         vmax=max(float(probs.max()), reference + eps))
 
 
-def _annotate(ax: Axes, probs: np.ndarray, primitives: list[str], norm: TwoSlopeNorm) -> None:
-    masked = probs.copy()
-    if "none" in primitives:
-        masked[:, primitives.index("none")] = -np.inf
-    chosen = masked.argmax(axis=1)  # (edges,)
+def _annotate(ax: Axes, probs: np.ndarray, primitives: list[str], norm: TwoSlopeNorm,
+              selected: np.ndarray | None) -> None:
+    if selected is None:
+        masked = probs.copy()
+        if "none" in primitives:
+            masked[:, primitives.index("none")] = -np.inf
+        selected = np.zeros(probs.shape, dtype=bool)  # (edges, ops)
+        selected[np.arange(probs.shape[0]), masked.argmax(axis=1)] = True
     shade = np.abs(np.asarray(norm(probs)) - 0.5)  # (edges, ops); 0.5 at the dark ends of the colour map
     for i, j in np.ndindex(*probs.shape):
         ax.text(j, i, f"{probs[i, j]:.3f}", ha="center", va="center", fontsize=6.5,
                 color="white" if shade[i, j] > 0.3 else "black",
-                fontweight="bold" if j == chosen[i] else "normal")
+                fontweight="bold" if selected[i, j] else "normal")

@@ -6,6 +6,7 @@ import pickle
 import random
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -97,6 +98,32 @@ def tiny_ptb(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+# ----------------------------------------------------------------------------------------- shared helpers
+def run_cli(*args: str) -> int:
+    """``darts-pl`` in this process (``main([...])``); its exit status."""
+    from darts_pl.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def tiny_space(**kwargs: object):  # -> CNNSearchSpace (imported lazily: conftest loads before the package)
+    """A 3-cell, 4-channel DARTS supernet for the digits (1 input channel, 10 classes); ``kwargs`` override."""
+    from darts_pl.search import CNNSearchSpace
+
+    return CNNSearchSpace(**({"num_classes": 10, "in_channels": 1, "channels": 4, "num_cells": 3} | kwargs))
+
+
+def trainer(root: Path, **kwargs: object) -> L.Trainer:
+    """A CPU trainer for a couple of batches, quiet (no logger, bar, summary, checkpoints); ``kwargs`` override."""
+    args = dict(default_root_dir=root, accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(**(args | kwargs))
 
 
 def run_dir(root: Path, version: int = 0) -> Path:

@@ -12,7 +12,7 @@ from darts_pl.cli import main
 from .conftest import REPO
 
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
-OVERLAYS = {"first_order.yaml", "second_order.yaml", "debug.yaml", "wandb.yaml", "ddp.yaml"}
+OVERLAYS = {"first_order.yaml", "second_order.yaml", "debug.yaml", "wandb.yaml", "ddp.yaml", "benchmark_nb201.yaml"}
 
 
 @pytest.mark.parametrize("config", [p for p in CONFIGS if p.name not in OVERLAYS], ids=lambda p: p.name)
@@ -29,6 +29,16 @@ def test_overlays_apply_to_the_cifar_search(overlay: str, capsys) -> None:
         main(["fit", "--config", str(REPO / "configs" / "search_cifar.yaml"),
               "--config", str(REPO / "configs" / overlay), "--print_config"])
     assert exit_info.value.code in (0, None)
+
+
+def test_benchmark_overlay_appends_the_lookup_with_its_path(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "configs" / "search_nb201_imagenet16.yaml"),
+              "--config", str(REPO / "configs" / "benchmark_nb201.yaml"),
+              "--trainer.callbacks.init_args.path", "/data/NATS-tss-v1_0-3ffb9-simple", "--print_config"])
+    out = capsys.readouterr().out
+    assert "darts_pl.callbacks.GenotypeCheckpoint" in out  # the job's callbacks stay
+    assert "darts_pl.callbacks.BenchmarkLookup" in out and "path: /data/NATS-tss-v1_0-3ffb9-simple" in out
 
 
 def test_first_order_overlay_switches_the_strategy(capsys) -> None:

@@ -61,7 +61,8 @@ def test_ddp_ranks_hold_identical_alphas_and_weights(tmp_path: Path, strategy) -
     else:
         space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts)
     module = LitSearch(space, strategy)
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, limit_train_batches=3,
+    ddp = "ddp_spawn_find_unused_parameters_true" if module.space.unused_parameters else "ddp_spawn"
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=ddp, max_epochs=1, limit_train_batches=3,
                         limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[RecordRank(tmp_path)], default_root_dir=tmp_path)
     trainer.fit(module, DigitsDataModule(batch_size=16))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -15,17 +14,13 @@ from darts_pl.modules import LitSearch
 from darts_pl.search import CNNSearchSpace
 from darts_pl.strategies import FirstOrder, SecondOrder
 
+from .conftest import trainer
+
 
 def make_module(strategy=None, scheduler: bool = True) -> LitSearch:
     space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
     sched = (lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4, eta_min=0.001)) if scheduler else None
     return LitSearch(space, strategy or FirstOrder(), weight_scheduler=sched)
-
-
-def trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    args = dict(default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
-                logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    return L.Trainer(**(args | kwargs))
 
 
 class StepAudit(Callback):
@@ -172,7 +167,9 @@ def test_a_darts_pl_checkpoint_loads_from_its_path_alone_and_is_named_by_iterati
     assert isinstance(module.strategy, FirstOrder)
     state = module.state_dict()
     assert state.keys() == saved["state_dict"].keys()
-    assert all(torch.equal(state[key], value) for key, value in saved["state_dict"].items())
+    assert all(torch.equal(state[key], value) if torch.is_tensor(value) else state[key] == value
+               for key, value in saved["state_dict"].items())  # parts' extra state (a weight, a threshold) too
+    assert saved["state_dict"]["regularizers.0._extra_state"] == {"weight": 10.0}
     optimizer = module.weight_optimizer(module.space.weight_parameters())
     assert optimizer.defaults["lr"] == 0.005 and optimizer.defaults["momentum"] == 0.9
 

@@ -202,6 +202,8 @@ def test_csv_logger_gets_probability_entropy_and_collapse_scalars(search: Callab
                     assert float(row[edge_key(cell, edge, op, 14)]) == pytest.approx(float(probs[cell][edge, j]),
                                                                                     abs=1e-6)
             assert 0.0 < float(row[f"alpha_entropy/{cell}"]) <= np.log(len(PRIMITIVES)) + 1e-6
+            assert float(row[f"alpha_entropy_normalized/{cell}"]) == pytest.approx(
+                float(row[f"alpha_entropy/{cell}"]) / np.log(len(PRIMITIVES)), rel=1e-5)
         normal = [op for op, _ in run.recorder.genotypes[epoch].normal]
         assert float(row["collapse/normal/num_skip_connect"]) == normal.count("skip_connect")
         parameter_free = sum(op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3") for op in normal)
@@ -268,6 +270,22 @@ def test_losses_of_every_iteration_reach_the_logger(search: Callable[[str], Run]
 
 
 # ----------------------------------------------------------------------------------------- relaxations
+def test_normalised_entropy_puts_every_relaxation_on_one_scale() -> None:
+    from darts_pl.callbacks.monitor import normalized_alpha_entropy
+
+    uniform8, uniform3 = torch.full((14, 8), 1 / 8), torch.full((14, 3), 1 / 3)
+    assert normalized_alpha_entropy(uniform8) == pytest.approx(1.0) == normalized_alpha_entropy(uniform3)
+    assert normalized_alpha_entropy(torch.full((5, 4), 0.5), normalized=False) == pytest.approx(1.0)
+    decided = torch.zeros(14, 8)
+    decided[:, 2] = 1.0
+    assert normalized_alpha_entropy(decided) == pytest.approx(0.0)
+    pruned = torch.zeros(14, 8)  # P-DARTS: 3 ops on every edge, the other columns 0
+    pruned[:, [1, 3, 4]] = 1 / 3
+    assert normalized_alpha_entropy(pruned) == pytest.approx(1.0)
+    half = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    assert normalized_alpha_entropy(half) == pytest.approx(1.0)  # each edge undecided among the ops it has
+
+
 def test_alpha_entropy_of_normalised_and_independent_probabilities() -> None:
     uniform, one_hot = torch.full((14, 8), 1 / 8), torch.eye(8)[[3] * 14]
     assert alpha_entropy(uniform) == pytest.approx(np.log(8))
@@ -394,3 +412,46 @@ def test_alpha_history_round_trips_and_resumes(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"expected \(3, 3\)"):
         history.append(3, 30, {"recurrent": np.ones((2, 3))})
+
+
+# ----------------------------------------------------------------------------------------- what the cell keeps
+def _selected_pairs(mask: torch.Tensor, primitives: list[str], labels: list[str]) -> set[tuple[str, str]]:
+    return {(labels[e], primitives[j]) for e, j in mask.nonzero().tolist()}
+
+
+def test_selection_mask_marks_the_pairs_the_genotype_keeps() -> None:
+    torch.manual_seed(0)
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)
+    genotype = space.genotype()
+    masks = space.selection_mask(genotype)
+    labels = space.edge_labels()
+    names = ["c_{k-2}", "c_{k-1}", "0", "1", "2", "3"]
+    for cell in ("normal", "reduce"):
+        expected = {(f"{names[j]}->{pos // 2}", op) for pos, (op, j) in enumerate(getattr(genotype, cell))}
+        assert _selected_pairs(masks[cell], space.primitives, labels) == expected
+        assert masks[cell].sum() == 8  # two edges per node, one op each
+
+
+def test_selection_mask_of_a_threshold_derivation_keeps_no_dropped_edge(tmp_path: Path) -> None:
+    from darts_pl.search import Threshold
+
+    space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, relaxation=Sigmoid(),
+                           derivation=Threshold(0.85))
+    with torch.no_grad():  # one strong op on edge 0 of the normal cell, every other weight near 0.5
+        space.arch["normal"][0, PRIMITIVES.index("sep_conv_3x3")] = 4.0
+    run = tiny_search("none", tmp_path, max_epochs=1, space=space, batches=(1, 0))
+    history = AlphaHistory.load(run.dir)
+    normal, reduce = history.arrays()["selected_normal"][0], history.arrays()["selected_reduce"][0]
+    assert normal.sum() <= 1 and reduce.sum() == 0  # bold only where the cell keeps an op
+    genotype = genotypes.load(run.dir / "genotype.json")
+    assert normal.sum() == sum(op != "none" for op, _ in genotype.normal)
+
+
+@pytest.mark.parametrize(("genotype", "cell", "count"), [
+    (genotypes.DARTS_V1, "normal", 3),
+    (genotypes.RNN_DARTS_V2, "recurrent", 1),
+    (genotypes.from_nb201_str("|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|avg_pool_3x3~1|none~2|"),
+     "cell", 3),
+])
+def test_collapse_counts_come_from_the_genotype_of_every_kind(genotype: Any, cell: str, count: int) -> None:
+    assert genotype.collapse_counts()[cell]["num_skip_connect"] == count

@@ -7,6 +7,7 @@ search_model_gdas.py, ``TinyNetwork`` / ``InferCell`` in cell_infers/, ``Structu
 run once on the inputs built here, in float64: every weight filled, in the models' parameter order, with
 ``0.5 · N(0, 1)`` from a seeded generator (:func:`fill`); the authors' search convolutions also carry a bias
 (``bias=not affine``), filled from another generator and cancelled by the BatchNorm after it.
+The script that prints them: tests/goldens/nb201.py.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from darts_pl.cli import main
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import NB201_PRIMITIVES, GenotypeError, NB201Genotype, from_nb201_str, to_nb201_str
 from darts_pl.networks import NB201Network
+from darts_pl.parts import EdgeWeights
 from darts_pl.search import (
     ArgmaxPerEdge,
     AuxiliarySkip,
@@ -40,7 +42,6 @@ from darts_pl.search import (
     TopK,
     WeightedSum,
 )
-from darts_pl.search.relaxation import EdgeWeights
 
 from .conftest import REPO, run_dir
 
@@ -378,9 +379,8 @@ def test_quickstart_searches_two_batches(tmp_path: Path, method: str, capsys) ->
 
 
 def test_monitor_counts_the_skip_connections_of_the_cell() -> None:
-    from darts_pl.callbacks.monitor import collapse_counts
     from darts_pl.viz import describe
 
     genotype = from_nb201_str(BENCHMARK_STRING)
-    assert collapse_counts(genotype, "cell") == {"num_skip_connect": 2, "num_parameter_free": 3}
+    assert genotype.collapse_counts()["cell"] == {"num_skip_connect": 2, "num_parameter_free": 3}
     assert describe(genotype).splitlines()[-1] == "  node 3 <- skip_connect(0), nor_conv_3x3(1), skip_connect(2)"

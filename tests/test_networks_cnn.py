@@ -28,7 +28,7 @@ def _seed() -> None:
 def test_cifar_parameter_count_matches_paper() -> None:
     net = NetworkCIFAR(DARTS_V2, channels=36, num_cells=20, num_classes=10, auxiliary=True)
     n = count_parameters(net)
-    assert n == 3_349_342  # the original code logs "param size = 3.349342MB"
+    assert n == 3_349_342  # the original code logs "param size = 3.349342MB" (tests/goldens/darts.py)
     assert round(n / 1e6, 1) == 3.3  # paper, Table 1
     assert count_parameters(net, auxiliary=True) == 3_825_768  # the auxiliary head is not counted
     assert count_parameters(NetworkCIFAR(DARTS_V2, 36, 20, auxiliary=False)) == n
@@ -37,7 +37,7 @@ def test_cifar_parameter_count_matches_paper() -> None:
 def test_imagenet_parameter_count_matches_paper() -> None:
     net = NetworkImageNet(DARTS_V2, channels=48, num_cells=14, num_classes=1000, auxiliary=True)
     n = count_parameters(net)
-    assert n == 4_718_752
+    assert n == 4_718_752  # tests/goldens/darts.py
     assert round(n / 1e6, 1) == 4.7  # paper, Table 3
     assert count_parameters(net, auxiliary=True) == 5_979_528
 

@@ -68,10 +68,12 @@ def test_notebook_runs_on_a_cnn_search(tmp_path: Path, monkeypatch: pytest.Monke
     assert f"2 epochs (0..1); cells ['normal', 'reduce']; 14 edges x {ops} ops" in text
     if method == "darts":
         assert "values: softmax(alpha) (Softmax; they sum to one over an edge)" in text
-        assert "genotype.json:\nnormal cell: c_{k} = concat(0, 1, 2, 3)" in text
+        assert "genotype.json (cnn):\nnormal cell: c_{k} = concat(0, 1, 2, 3)" in text
+        assert "heatmaps of softmax(alpha) at epochs [0, 1]" in text  # titled by the relaxation, not an edge
     else:
         assert "values: sigmoid(alpha) (Sigmoid; independent per op)" in text
-        assert "genotype.json:\nnormal cell: c_{k} = concat(" in text
+        assert "genotype.json (cnn):\nnormal cell: c_{k} = concat(" in text
+        assert "heatmaps of sigmoid(alpha) at epochs [0, 1]" in text
     assert "skip connections in the normal cell by epoch:" in text
     assert images == 2 + 2 + 1  # heatmaps per cell, probabilities over epochs per cell, the derived cells
 
@@ -100,7 +102,7 @@ def test_notebook_runs_on_a_recurrent_run_found_by_default(tmp_path: Path, monke
     assert f"run directory: {run.resolve()}" in text
     assert "3 epochs (0..2); cells ['recurrent']; 36 edges x 5 ops: none, tanh, relu, sigmoid, identity" in text
     assert "values: sigmoid(alpha) (Sigmoid; independent per op)" in text
-    assert "epoch 2:\nrecurrent cell: h_{t} = mean(1, 2, 3, 4, 5, 6, 7, 8)" in text
+    assert "epoch 2 (rnn):\nrecurrent cell: h_{t} = mean(1, 2, 3, 4, 5, 6, 7, 8)" in text
     assert images == 1 + 1 + 1
 
 

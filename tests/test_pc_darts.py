@@ -4,6 +4,7 @@ Expected numbers were produced by running the authors' own code (yuhuixu1993/PC-
 the inputs built here: ``channel_shuffle`` and ``MixedOp`` of ``model_search.py`` (K=4), ``Network.forward`` of
 ``model_search.py`` (CIFAR stem, K=4) and ``model_search_imagenet.py`` (3-conv stem, K=2) with every weight filled
 by :func:`fill` in parameter order, and ``Network.genotype()`` on the alphas and betas of :func:`fixed_arch`.
+The script that prints them: tests/goldens/pc_darts.py.
 """
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts_pl.cli import main
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype
 from darts_pl.modules import LitSearch
+from darts_pl.parts.edges import channel_shuffle
 from darts_pl.search import CNNSearchSpace, MixedOp, PartialChannel, WeightedSum
-from darts_pl.search.edges import channel_shuffle
 
-from .conftest import REPO
+from .conftest import REPO, run_cli
 from .conftest import run_dir as the_run_dir
 
 F64 = torch.float64
@@ -221,11 +221,7 @@ def run(root: Path, *extra: str) -> int:
             "--model.init_args.space.init_args.num_cells", "3", "--data.init_args.batch_size", "16",
             "--model.init_args.warmup_epochs", "1", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
             "--trainer.default_root_dir", str(root), *extra]
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_cli(*args)
 
 
 def test_overlay_on_the_quickstart_warms_up_then_learns_the_betas(tmp_path: Path, capsys) -> None:

@@ -7,6 +7,7 @@ stage's ``get_min_k_no_zero`` drop, edge ranking and the ``delete_min_sk_prob`` 
 ``keep_2_branches`` / ``check_sk_number`` loop, read with ``parse_network`` (the final normal cell for every M);
 and the dropout rate ``main()`` sets per epoch (``dropout_rate · (epochs - epoch - 1) / epochs`` before
 ``eps_no_arch``, ``dropout_rate · exp(-(epoch - eps_no_arch) · scale_factor)`` after).
+The script that prints them: tests/goldens/pdarts.py.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from darts_pl.progressive import prune_edge_primitives
 from darts_pl.schedules import ExponentialSchedule
 from darts_pl.search import CNNSearchSpace, MaxSkips, MixedOp, SkipDropout
 
+from . import conftest
 from .conftest import REPO
 from .conftest import run_dir as the_run_dir
 
@@ -38,8 +40,8 @@ def per_node(gene: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
     return [sorted(gene[i:i + 2], key=lambda t: (t[1], t[0])) for i in range(0, len(gene), 2)]
 
 
-def tiny_space(**kwargs) -> CNNSearchSpace:
-    return CNNSearchSpace(num_classes=3, in_channels=1, channels=4, num_cells=3, **kwargs)
+def tiny_space(**kwargs: object) -> CNNSearchSpace:
+    return conftest.tiny_space(num_classes=3, **kwargs)
 
 
 # ----------------------------------------------------------------------------------- per-edge op sets
@@ -205,28 +207,28 @@ def test_skip_dropout_schedule_is_the_authors_rate() -> None:
     module = LitSearch(tiny_space(skip_dropout=0.4), schedules=[schedule])
     assert schedule.apply(module, 11, 25) == pytest.approx(AUTHORS_RATE[11])
     assert module.space.skip_dropout.p == pytest.approx(AUTHORS_RATE[11])
-    skips = [m.ops[m.columns.index(P.index(S))] for m in module.space.cells[0].edges]  # a normal cell: stride 1
-    assert all(op[1] is module.space.skip_dropout for op in skips)  # one module shared by every edge
+    wrappers = [m.wrappers[m.columns.index(P.index(S))] for m in module.space.cells[0].edges]  # a normal cell
+    assert all(w == [module.space.skip_dropout] for w in wrappers)  # one part shared by every edge
 
 
 def test_skip_dropout_drops_only_the_identity_skip_in_training() -> None:
     dropout = SkipDropout(0.5)
-    mixed = MixedOp(4, 1, ["skip_connect"], skip_dropout=dropout)
-    reduce = MixedOp(4, 2, ["skip_connect"], skip_dropout=dropout)
+    mixed = MixedOp(4, 1, ["skip_connect"], wrappers=[dropout])
+    reduce = MixedOp(4, 2, ["skip_connect"], wrappers=[dropout])
     x, one = torch.randn(2, 4, 8, 8), [torch.tensor(1.0)]
     y = mixed.weighted_sum(x, one)
     kept = y != 0
     assert 0.3 < kept.float().mean() < 0.7  # about half the elements dropped
     torch.testing.assert_close(y[kept], 2 * x[kept])  # the rest scaled by 1 / (1 - p)
-    mixed.eval()
+    dropout.eval()  # a wrapper belongs to the space, which sets its mode with everything else
     torch.testing.assert_close(mixed.weighted_sum(x, one), x)
     dropout.p = 0.0
-    mixed.train()
+    dropout.train()
     torch.testing.assert_close(mixed.weighted_sum(x, one), x)
     dropout.p = 0.5
     out = reduce.weighted_sum(x, one)  # stride 2: factorized reduce, no dropout (the authors' Identity check)
     torch.testing.assert_close(reduce.weighted_sum(x, one), out)
-    with pytest.raises(ConfigurationError, match=r"skip_dropout=1\.0"):
+    with pytest.raises(ConfigurationError, match=r"SkipDropout: p=1\.0 is out of range; it must be in \[0, 1\)"):
         SkipDropout(1.0)
 
 
@@ -288,7 +290,7 @@ def test_driver_runs_three_stages_and_resumes_an_interrupted_one(tmp_path: Path,
         assert ckpt["epoch"] == 1  # both epochs of every stage, stage 2 included
         assert ckpt["state_dict"]["space.arch.normal"].shape == (14, width)
         assert ckpt["state_dict"]["space.arch.reduce"].shape == (14, width)
-        assert ckpt["darts_pl.schedules"]["space.skip_dropout.p"] == pytest.approx(s["skip_dropout"])  # epoch 1
+        assert ckpt["state_dict"]["space.skip_dropout._extra_state"]["p"] == pytest.approx(s["skip_dropout"])  # epoch 1
         assert len({k.split(".")[2] for k in ckpt["state_dict"] if k.startswith("space.cells.")}) == cells
         space = ckpt["hyper_parameters"]["space"]["init_args"]
         assert space["num_cells"] == cells and space["skip_dropout"] == s["skip_dropout"]

@@ -29,6 +29,11 @@ TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--tr
         "--data.init_args.batch_size", "32"]
 
 
+
+def _float_tensors(state_dict: dict) -> list[torch.Tensor]:
+    """The floating-point tensors of a state dict (parts' extra states are dicts)."""
+    return [v for v in state_dict.values() if torch.is_tensor(v) and v.is_floating_point()]
+
 def cli(root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "darts_pl.cli", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
             "--config", str(REPO / "configs" / "second_order.yaml"), *TINY,
@@ -128,7 +133,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path,
         fit(tmp_path, module, callbacks=[ckpt, InjectInf(epoch=1, call=call)])
     state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert state["epoch"] == 0
-    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in _float_tensors(state["state_dict"]))
 
 
 def test_nonfinite_virtual_step_is_named(tmp_path: Path) -> None:
@@ -231,7 +236,7 @@ def test_skip_stops_when_a_step_makes_the_model_nonfinite(tmp_path: Path) -> Non
         fit(tmp_path, module, callbacks=[ckpt], max_epochs=3)
     for path in (tmp_path / "ckpt").glob("*.ckpt"):
         state = torch.load(path, weights_only=False)
-        assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()), path
+        assert all(torch.isfinite(v).all() for v in _float_tensors(state["state_dict"])), path
 
 
 # ------------------------------------------------------------------ runs: directories, resume, exit codes
@@ -316,7 +321,7 @@ def test_alpha_history_is_one_unit_when_the_second_write_fails(tmp_path: Path,
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # stands for a kill between the .npz and the .json
 
-    monkeypatch.setattr(monitor, "atomic_write_text", killed)
+    monkeypatch.setattr(monitor, "atomic_write", killed)
     with pytest.raises(KeyboardInterrupt):
         history.save(tmp_path)
     loaded = monitor.AlphaHistory.load(tmp_path)
@@ -388,16 +393,16 @@ def test_wandb_runs_keep_their_config_and_resume_the_same_run(tmp_path: Path, mo
 def test_each_phase_checks_finiteness_with_one_host_sync(tmp_path: Path, strategy, monkeypatch) -> None:
     """Every check of a phase (losses, the virtual step's, gradients, alphas) is verified together: one reduction
     of the verdict, hence one host sync, per phase, i.e. two per search iteration."""
-    import darts_pl.errors as errors
+    import darts_pl.finite as finite
 
     calls: list[int] = []
-    original = errors.all_reduce_min_
+    original = finite.all_reduce_min_
 
     def counting(tensor):
         calls.append(1)
         return original(tensor)
 
-    monkeypatch.setattr(errors, "all_reduce_min_", counting)
+    monkeypatch.setattr(finite, "all_reduce_min_", counting)
     fit(tmp_path, tiny_module(strategy), max_epochs=1, limit_train_batches=3, limit_val_batches=0,
         enable_checkpointing=False)
     assert len(calls) == 2 * 3

@@ -6,7 +6,7 @@ import torch
 from darts_pl.genotypes import PRIMITIVES
 from darts_pl.ops import Zero
 from darts_pl.search import CNNSearchSpace
-from darts_pl.search.edges import MixedOp
+from darts_pl.search.mixed_op import MixedOp
 
 
 def tiny_space(**kwargs) -> CNNSearchSpace:

@@ -60,7 +60,7 @@ def test_alphas_and_flags() -> None:
     assert len(space.edge_labels()) == 36 and space.edge_labels()[:3] == ["0->1", "0->2", "1->2"]
     arch, weights = set(map(id, space.arch_parameters())), set(map(id, space.weight_parameters()))
     assert not arch & weights and len(arch | weights) == len(list(space.parameters()))
-    assert space.clips_virtual_step and space.task == "language_model"
+    assert space.clips_virtual_step and set(space.epoch_metrics("val", torch.tensor(1.0))) == {"val/ppl"}
     assert space.primitives == list(RNN_PRIMITIVES)
     assert not space.network.cell.bn.affine and not list(space.network.cell.bn.parameters())
     assert space.network.decoder.weight is space.network.encoder.weight  # tied

@@ -2,6 +2,7 @@
 against an original-style reference implementation written out step by step."""
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -115,6 +116,7 @@ def test_live_weights_bit_identical_after_second_order(hessian: str) -> None:
         assert p.grad is None, n
 
 
+# reference_darts.py against the authors' Architect (quark0/darts): tests/goldens/darts.py
 def _reference():
     bench = REPO.parent / "shared" / "bench"
     if not (bench / "reference_darts.py").is_file():
@@ -155,6 +157,61 @@ def test_second_order_equals_reference_step_by_step_on_the_supernet() -> None:
     expected = ref.unrolled_alpha_grad(xt, yt, xv, yv)
     got = SecondOrder().arch_gradients(space, (xt, yt), (xv, yv), opt).grads
     first = FirstOrder().arch_gradients(space, (xt, yt), (xv, yv), opt).grads
+    for a, b, c in zip(got, expected, first):
+        assert (a - b).norm() / b.norm() < 1e-7
+        assert (b - c).norm() / b.norm() > 1e-4  # the unrolled gradient differs from first order
+
+
+def original_unrolled_alpha_grads(space: CNNSearchSpace, opt: torch.optim.SGD, train: tuple, val: tuple,
+                                  lr: float, momentum: float, wd: float, r: float = 1e-2) -> list[torch.Tensor]:
+    """The original code's ``Architect._backward_step_unrolled``, written out as it does it: a deep-copied network
+    at ``w' = w - lr (momentum · buf + dL_train/dw + wd · w)``, ``v = dL_val(w')/dw'``, then the finite difference
+    with ``w`` moved in place to ``w ± R v``, ``R = r / ||v||``, divided by ``2R`` (paper Eq. 7-8)."""
+    weights = space.weight_parameters()
+    loss = space(train, "train").loss
+    dtheta = torch.autograd.grad(loss, weights)
+    unrolled = copy.deepcopy(space)
+    with torch.no_grad():
+        for w_new, w, g in zip(unrolled.weight_parameters(), weights, dtheta):
+            buf = opt.state[w]["momentum_buffer"]
+            w_new.copy_(w - lr * (momentum * buf + g + wd * w))
+    unrolled_loss = unrolled(val, "val").loss
+    grads = torch.autograd.grad(unrolled_loss, [*unrolled.arch_parameters(), *unrolled.weight_parameters()])
+    n_arch = len(space.arch_parameters())
+    dalpha, vector = grads[:n_arch], grads[n_arch:]
+    radius = r / torch.cat([v.flatten() for v in vector]).norm()
+    with torch.no_grad():
+        for w, v in zip(weights, vector):
+            w.add_(radius * v)
+    grads_p = torch.autograd.grad(space(train, "train").loss, space.arch_parameters())
+    with torch.no_grad():
+        for w, v in zip(weights, vector):
+            w.sub_(2 * radius * v)
+    grads_n = torch.autograd.grad(space(train, "train").loss, space.arch_parameters())
+    with torch.no_grad():
+        for w, v in zip(weights, vector):
+            w.add_(radius * v)
+    return [a - lr * (p - n) / (2 * radius) for a, p, n in zip(dalpha, grads_p, grads_n)]
+
+
+def test_second_order_equals_the_original_step_written_out() -> None:
+    """Eq. 7-8 on the real supernet in float64, against the original code's step written out in this file (a
+    deep-copied virtual network, in-place w±): needs nothing outside the repository."""
+    torch.manual_seed(0)
+    space = CNNSearchSpace(num_classes=10, channels=4, num_cells=3).double()
+    opt = torch.optim.SGD(space.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    for w in space.weight_parameters():
+        opt.state[w]["momentum_buffer"] = 0.1 * torch.randn_like(w)
+    g = torch.Generator().manual_seed(1)
+    train = (torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (4,), generator=g))
+    val = (torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (4,), generator=g))
+    buffers = [b.clone() for b in space.buffers()]
+    expected = original_unrolled_alpha_grads(space, opt, train, val, lr=0.025, momentum=0.9, wd=3e-4)
+    with torch.no_grad():  # the reference's forwards moved the batch-norm statistics; start from the same ones
+        for b, saved in zip(space.buffers(), buffers):
+            b.copy_(saved)
+    got = SecondOrder().arch_gradients(space, train, val, opt).grads
+    first = FirstOrder().arch_gradients(space, train, val, opt).grads
     for a, b, c in zip(got, expected, first):
         assert (a - b).norm() / b.norm() < 1e-7
         assert (b - c).norm() / b.norm() > 1e-4  # the unrolled gradient differs from first order

@@ -122,6 +122,10 @@ def test_bad_genotypes_are_refused_with_the_setting_named(tmp_path) -> None:
     genotypes.save(RNN_DARTS_V2, tmp_path / "rnn.json")
     with pytest.raises(GenotypeError, match="recurrent"):
         _tiny(genotype=str(tmp_path / "rnn.json"))
+    empty = genotypes.to_dict(DARTS_V2)  # a threshold derivation before any weight reached the threshold
+    empty["normal"] = [["none", j] for _, j in empty["normal"]]
+    with pytest.raises(GenotypeError, match=r"the normal cell keeps no op.*search longer"):
+        _tiny(genotype=empty)
     model = _tiny(genotype=genotypes.to_dict(DARTS_V2))
     assert model.network.genotype == DARTS_V2 and model.hparams["genotype"] == genotypes.to_dict(DARTS_V2)
 

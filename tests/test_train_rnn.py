@@ -41,6 +41,7 @@ def mini_data(root: Path, **kwargs: Any) -> PTBDataModule:
 
 
 # ----------------------------------------------------------------------------------------- the paper's models
+# the authors' RNNModel counts: tests/goldens/darts.py
 @pytest.mark.parametrize(("num_tokens", "size", "expected"), [
     (10000, 850, 22_960_000),  # PTB: the paper's 23M
     (33278, 700, 33_127_878),  # WikiText-2: the paper's 33M

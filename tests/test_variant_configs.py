@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from darts_pl.cli import main
 from darts_pl.genotypes import load
 
-from .conftest import REPO
+from .conftest import REPO, run_cli, tiny_space
 from .conftest import run_dir as the_run_dir
 
 VARIANTS = REPO / "configs" / "variants"
@@ -32,11 +31,7 @@ def run(root: Path, variant: str, *extra: str, second_order: bool = False) -> in
         args += ["--config", str(REPO / "configs" / "second_order.yaml")]
     if variant in ("drnas", "pc_darts", "pdarts"):
         args += ["--model.init_args.warmup_epochs", "0"]  # their 10 / 15 / 10 warm-up epochs would take no alpha step
-    try:
-        main([*args, *SMALL, "--trainer.default_root_dir", str(root), *extra])
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_cli(*args, *SMALL, "--trainer.default_root_dir", str(root), *extra)
 
 
 def test_every_overlay_is_tested() -> None:
@@ -72,11 +67,18 @@ def test_variant_runs_on_the_quickstart(tmp_path: Path, variant: str, order: str
     assert (run_dir / "alpha_history.json").is_file()
 
 
-def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+def final_state(run_dir: Path) -> dict[str, object]:
+    """The architecture tensors and every part's own state (scheduled values, generators)."""
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("space.arch.")}
-    state.update({f"schedule.{k}": torch.tensor(v) for k, v in ckpt.get("darts_pl.schedules", {}).items()})
-    return state
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("space.arch.") or k.endswith("_extra_state")}
+
+
+def same(a: object, b: object) -> bool:
+    if torch.is_tensor(a) and torch.is_tensor(b):
+        return torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
 
 
 @pytest.mark.parametrize("variant", ["gdas", "sdarts_rs"])
@@ -95,9 +97,52 @@ def test_resumed_stochastic_search_equals_the_uninterrupted_one(tmp_path: Path, 
     a = final_state(the_run_dir(tmp_path / "a"))
     b = final_state(the_run_dir(tmp_path / "b"))
     assert a.keys() == b.keys()
-    assert any(k.startswith("schedule.") for k in a)
+    scheduled = "space.relaxation._extra_state" if variant == "gdas" else "perturbation._extra_state"
+    assert a[scheduled] and a[scheduled] == b[scheduled]  # the value the schedule set, kept by its part
     for key in a:
-        assert torch.equal(a[key], b[key]), key
+        assert same(a[key], b[key]), key
+
+
+QUICKSTART = {"drnas": 2, "pc_darts": 2, "pdarts": 3}  # warm-up epochs of their quickstart overlays
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(QUICKSTART))
+def test_quickstart_overlay_takes_alpha_steps_in_the_quickstart_budget(tmp_path: Path, variant: str, capsys) -> None:
+    """The method's own overlay keeps its authors' warm-up (10 / 15 / 10 epochs), more than the quickstart's 8 epochs;
+    its quickstart overlay scales it, so the search takes alpha steps (counted in the checkpoint's Adam state)."""
+    args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(VARIANTS / f"{variant}.yaml"),
+            "--config", str(VARIANTS / "quickstart" / f"{variant}.yaml"), *SMALL, "--trainer.limit_train_batches", "2",
+            "--trainer.default_root_dir", str(tmp_path)]
+    assert run_cli(*args) == 0, capsys.readouterr().err[-3000:]
+    run_dir = next(p.parent for p in tmp_path.rglob("genotype.json"))
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 7  # the quickstart's 8 epochs
+    steps = {int(state["step"]) for state in ckpt["optimizer_states"][1]["state"].values()}
+    assert steps == {2 * (8 - QUICKSTART[variant])}  # one alpha step per batch after the warm-up
+
+
+def test_the_authors_warm_up_in_the_quickstart_is_warned_about(tmp_path: Path) -> None:
+    import lightning as L
+
+    from darts_pl.modules import LitSearch
+
+    with pytest.warns(UserWarning, match=r"warmup_epochs=10 >= trainer.max_epochs=8: this search takes no alpha step"):
+        LitSearch(tiny_space(), warmup_epochs=10).check_fit(L.Trainer(max_epochs=8, logger=False))
+
+
+@pytest.mark.slow
+def test_fair_darts_quickstart_overlay_derives_a_trainable_cell(tmp_path: Path, capsys) -> None:
+    """At the authors' alpha rate no sigmoid weight reaches the 0.85 threshold in the quickstart's 88 alpha steps, so
+    every edge derives 'none'; the quickstart overlay's rate does, on the digits, in the quickstart's budget."""
+    args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(VARIANTS / "fair_darts.yaml"),
+            "--config", str(VARIANTS / "quickstart" / "fair_darts.yaml"), "--trainer.enable_progress_bar", "false",
+            "--trainer.logger", "false", "--model.init_args.space.init_args.channels", "4",
+            "--model.init_args.space.init_args.num_cells", "3", "--trainer.default_root_dir", str(tmp_path)]
+    assert run_cli(*args) == 0, capsys.readouterr().err[-3000:]
+    genotype = load(next(tmp_path.rglob("genotype.json")))
+    assert not genotype.empty_cells()
+    assert sum(op != "none" for op in genotype.cell_ops("normal")) >= 2
 
 
 @pytest.mark.parametrize("parts", ["sdarts_rs+beta", "drnas", "sdarts_adv"])
@@ -142,3 +187,12 @@ def test_recurrent_space_refuses_gdas() -> None:
 
     with pytest.raises(ConfigurationError, match="RNNSearchSpace: relaxation=GumbelSoftmax samples one op"):
         RNNSearchSpace(num_tokens=10, emb_size=8, hidden_size=8, relaxation=GumbelSoftmax())
+
+
+def test_a_cnn_overlay_on_the_recurrent_config_names_the_reason(tiny_ptb: Path, tmp_path: Path, capsys) -> None:
+    code = run_cli("fit", "--config", str(REPO / "configs" / "search_ptb.yaml"),
+                   "--config", str(VARIANTS / "drnas.yaml"), "--data.data_dir", str(tiny_ptb),
+                   "--trainer.default_root_dir", str(tmp_path))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("darts-pl: error:")]
+    assert code == 2 and len(lines) == 1
+    assert "convolutional ops" in lines[0] and "the recurrent space takes none, tanh" in lines[0]

@@ -68,6 +68,7 @@ def mixed_with(fns: list[Callable[[torch.Tensor], torch.Tensor]], stride: int = 
     mixed.shares_relu = [False] * len(fns)
     mixed._any_relu = False
     mixed._position = {c: c for c in mixed.columns}
+    mixed.wrappers = [[] for _ in fns]
     return mixed
 
 
@@ -77,8 +78,7 @@ class ArchOnlySpace(SearchSpace):
 
     def __init__(self, normal: torch.Tensor, reduce: torch.Tensor, coefficients: dict[str, tuple]) -> None:
         super().__init__()
-        self.arch["normal"] = nn.Parameter(normal.clone())
-        self.arch["reduce"] = nn.Parameter(reduce.clone())
+        self.add_cells({"normal": nn.Parameter(normal.clone()), "reduce": nn.Parameter(reduce.clone())})
         self.coefficients = coefficients
         self.calls: list[bool] = []
 
@@ -93,6 +93,7 @@ class ArchOnlySpace(SearchSpace):
 
 
 # ----------------------------------------------------------------------------------------------- GDAS
+# expected values: tests/goldens/gdas.py
 def gdas_inputs() -> dict[str, torch.Tensor]:
     e, k = torch.arange(14, dtype=F64)[:, None], torch.arange(8, dtype=F64)[None, :]
     return {"alpha_n": 0.5 * torch.sin(1.3 * e + 0.7 * k), "alpha_r": 0.5 * torch.cos(0.9 * e - 0.4 * k),
@@ -208,7 +209,7 @@ def test_stochastic_relaxations_refuse_second_order() -> None:
     for relaxation in (GumbelSoftmax(), Dirichlet()):
         edge = SampledOp() if relaxation.samples else None
         space = CNNSearchSpace(num_classes=3, in_channels=1, channels=4, num_cells=3, relaxation=relaxation, edge=edge)
-        with pytest.raises(ConfigurationError, match="cannot be combined with the stochastic relaxation"):
+        with pytest.raises(ConfigurationError, match="cannot be combined with parts that draw noise"):
             LitSearch(space, strategy=SecondOrder())
 
 
@@ -218,6 +219,7 @@ def test_sampled_edge_needs_a_sampling_relaxation() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- FairDARTS
+# expected values: tests/goldens/fair_darts.py
 def test_fair_darts_zero_one_loss_matches_the_authors_code() -> None:
     space = ArchOnlySpace(torch.linspace(-3.0, 3.0, 98, dtype=F64).reshape(14, 7),
                           torch.linspace(2.0, -2.5, 98, dtype=F64).reshape(14, 7), {})
@@ -267,6 +269,7 @@ def test_fair_darts_sigmoid_weights_are_independent() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- DrNAS
+# expected values: tests/goldens/drnas.py
 def drnas_alphas() -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.linspace(-1.5, 1.5, 98, dtype=F64).reshape(14, 7),
             torch.linspace(1.2, -0.9, 98, dtype=F64).reshape(14, 7).flip(-1))
@@ -323,6 +326,7 @@ def test_drnas_kl_regularizer_matches_the_authors_code() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- β-DARTS
+# expected values: tests/goldens/beta_darts.py
 def test_beta_decay_matches_the_authors_mlc_loss() -> None:
     i = torch.arange(112, dtype=F64)
     space = ArchOnlySpace((torch.linspace(-1.0, 1.0, 112, dtype=F64) + 0.3 * torch.cos(0.91 * i)).reshape(14, 8),
@@ -343,6 +347,7 @@ def test_beta_decay_weight_schedule_is_50_epoch_over_100() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- SDARTS
+# expected values: tests/goldens/sdarts.py
 def sdarts_space() -> ArchOnlySpace:
     ar = torch.arange(12, dtype=F64)
     coefficients = {"normal": (torch.linspace(-2, 2, 12, dtype=F64).reshape(3, 4), torch.cos(ar).reshape(3, 4)),
@@ -415,6 +420,7 @@ def test_sdarts_epsilon_schedule() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- DARTS-
+# expected values: tests/goldens/darts_minus.py
 def test_darts_minus_auxiliary_skip_matches_the_authors_mixed_op() -> None:
     fns = [lambda x: 0 * x, lambda x: x, lambda x: 2 * x, lambda x: x ** 2]
     x = torch.linspace(-1, 1, 32, dtype=F64).reshape(1, 2, 4, 4)

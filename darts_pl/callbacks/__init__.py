@@ -7,3 +7,6 @@ from darts_pl.callbacks.monitor import ArchitectureMonitor
 __all__ = ["GenotypeCheckpoint"]
 __all__ += ["DropPathSchedule"]
 __all__ += ["ArchitectureMonitor", "SkipConnectEarlyStop"]
+from darts_pl.callbacks.benchmark import BenchmarkLookup  # noqa: E402
+
+__all__ += ["BenchmarkLookup"]

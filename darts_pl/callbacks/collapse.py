@@ -4,7 +4,9 @@ DARTS searched for long enough drifts towards parameter-free ops: skip connectio
 and the derived network is shallow and weak (Liang et al., "DARTS+: Improved Differentiable Architecture
 Search with Early Stopping", 2019, arXiv 1909.06035, Sec. 3). Their first criterion stops the search as
 soon as the derived normal cell holds two or more skip connections; the genotype of that epoch is the
-result. ``ArchitectureMonitor`` logs the count as ``collapse/normal/num_skip_connect`` every epoch.
+result. The count is the genotype's own (:meth:`~darts_pl.genotypes.CellGenotype.collapse_counts`: the normal
+cell of a DARTS genotype, the NAS-Bench-201 cell, the identities of a recurrent cell, or a kind's own), which
+``ArchitectureMonitor`` logs as ``collapse/<cell>/num_skip_connect`` every epoch.
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import Genotype
+from darts_pl.search.base import space_of
 
 
 class SkipConnectEarlyStop(Callback):
-    """Stop the search when the derived normal cell holds at least ``num_skip_connects`` skip connections.
+    """Stop the search when a watched cell of the derived genotype (the normal cell of a DARTS genotype: its
+    ``collapse_cells``) holds at least ``num_skip_connects`` skip connections.
 
     Checked after every training epoch, on the genotype ``GenotypeCheckpoint`` writes for that epoch (list
     this callback after it, so that epoch's files are written first); the fit then ends as usual and
@@ -31,8 +34,8 @@ class SkipConnectEarlyStop(Callback):
         min_epochs: Never stop before this many epochs have run.
 
     Raises:
-        ConfigurationError: ``num_skip_connects < 1`` or ``min_epochs < 0``; at setup, a search space whose
-            genotype has no normal cell (recurrent spaces).
+        ConfigurationError: ``num_skip_connects < 1`` or ``min_epochs < 0``; at setup, a module without a search
+            space, or a genotype kind that names no cell to watch.
 
     Example::
 
@@ -52,17 +55,22 @@ class SkipConnectEarlyStop(Callback):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        space = getattr(pl_module, "space", None)
-        genotype = space.genotype() if callable(getattr(space, "genotype", None)) else None
-        if not isinstance(genotype, Genotype):
-            raise ConfigurationError(
-                f"SkipConnectEarlyStop watches the normal cell of a convolutional search, but "
-                f"{type(pl_module).__name__} derives {type(genotype).__name__}; remove the callback from this run.")
+        space = space_of(pl_module)
+        if space is None:
+            raise ConfigurationError(f"SkipConnectEarlyStop watches a search, but {type(pl_module).__name__} has no "
+                                     "search space; remove the callback from this run.")
+        genotype = space.genotype()
+        if not genotype.collapse_cells:
+            raise ConfigurationError(f"SkipConnectEarlyStop: the {genotype.kind} genotype of this search names no "
+                                     "cell to count skip connections in (collapse_cells); remove the callback.")
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        count = sum(op == "skip_connect" for op, _ in pl_module.space.genotype().normal)
+        space = space_of(pl_module)
+        assert space is not None
+        counts = space.genotype().collapse_counts()  # {cell: {"num_skip_connect": n, ...}}
+        cell, count = max(((c, v["num_skip_connect"]) for c, v in counts.items()), key=lambda item: item[1])
         collapsed = count >= self.num_skip_connects and epoch + 1 >= self.min_epochs
         # The genotype is the same on every rank; agreeing explicitly keeps ranks in step regardless.
         collapsed = trainer.strategy.reduce_boolean_decision(collapsed, all=False)
@@ -70,7 +78,7 @@ class SkipConnectEarlyStop(Callback):
             return
         trainer.should_stop = True
         self.stopped_epoch = epoch
-        self.reason = (f"SkipConnectEarlyStop: stopping the search after epoch {epoch}: the derived normal cell "
+        self.reason = (f"SkipConnectEarlyStop: stopping the search after epoch {epoch}: the derived {cell} cell "
                        f"holds {count} skip connections (num_skip_connects={self.num_skip_connects}, the DARTS+ "
                        f"collapse rule); its genotype is the result.")
         rank_zero_info(self.reason)

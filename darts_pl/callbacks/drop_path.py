@@ -7,10 +7,12 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from darts_pl.errors import ConfigurationError
+from darts_pl.parts.schedules import LinearSchedule
 
 
 class DropPathSchedule(Callback):
-    """Set the drop-path probability to ``drop_path_prob · epoch / max_epochs`` at every epoch start.
+    """Set the drop-path probability to ``drop_path_prob · epoch / max_epochs`` at every epoch start: a
+    :class:`~darts_pl.parts.LinearSchedule` from 0 to ``drop_path_prob`` over ``max_epochs`` (``span: epochs``).
 
     As the original training code does: 0 in the first epoch, just under ``drop_path_prob`` in the last.
     It is written to every submodule with a ``drop_path_prob`` attribute (the derived network), and
@@ -54,7 +56,8 @@ class DropPathSchedule(Callback):
     def current(self, trainer: L.Trainer, pl_module: L.LightningModule) -> float:
         """The probability for the current epoch."""
         final = self.drop_path_prob if self.drop_path_prob is not None else float(pl_module.drop_path_prob)
-        return final * trainer.current_epoch / trainer.max_epochs
+        schedule = LinearSchedule("drop_path_prob", start=0.0, end=final, span="epochs")
+        return schedule.value(trainer.current_epoch, trainer.max_epochs)
 
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -23,7 +23,7 @@ from darts_pl import genotypes
 from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
-from darts_pl.viz import Engine, cell_types, describe, graphviz_available, save_cell_diagram
+from darts_pl.viz import Engine, describe, graphviz_available, save_cell_diagram
 
 
 class GenotypeCheckpoint(Callback):
@@ -80,8 +80,9 @@ class GenotypeCheckpoint(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         genotype = pl_module.space.genotype()
         epoch = trainer.current_epoch
-        if genotype != self.last:
-            self.last, self.stable_since = genotype, epoch
+        if self.last is None or not genotype.same_cells(self.last):  # a `none` edge naming another input is no change
+            self.stable_since = epoch
+        self.last = genotype
         pl_module.log("genotype/stable_since", float(self.stable_since), rank_zero_only=True)
         directory = self._dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         if not trainer.is_global_zero:
@@ -102,21 +103,19 @@ class GenotypeCheckpoint(Callback):
             genotype = pl_module.space.genotype()
             path = genotypes.save(genotype, directory / "genotype.json")
             self._draw(genotype, directory / "genotype")
-            arch = f" (NAS-Bench-201: {genotype})" if isinstance(genotype, genotypes.NB201Genotype) else ""
-            rank_zero_info(f"Final genotype written to {path}{arch}")
-            empty = [cell for cell in ("normal", "reduce") if isinstance(genotype, genotypes.Genotype)
-                     and all(op == "none" for op, _ in getattr(genotype, cell))]
+            rank_zero_info(f"Final genotype written to {path}: {genotype}")
+            empty = genotype.empty_cells()
             if empty:
                 rank_zero_warn(f"The derived {' and '.join(empty)} cell keeps no op on any edge (every edge is "
                                "'none': no weight reached the derivation's threshold); a network built from it "
                                "passes nothing through those cells. Search longer, or lower the threshold.")
 
-    def _draw(self, genotype: genotypes.AnyGenotype, stem: Path) -> dict[str, Path]:
+    def _draw(self, genotype: genotypes.CellGenotype, stem: Path) -> dict[str, Path]:
         """``<stem>_<cell>.png`` per cell; a drawing failure is reported, never raised."""
         if not self.diagrams:
             return {}
         pictures = {}
-        for cell in cell_types(genotype):
+        for cell in genotype.cell_names:
             try:
                 pictures[cell] = save_cell_diagram(genotype, f"{stem}_{cell}.png", cell, engine=self.diagram_engine)
             except Exception as err:  # a picture is not worth stopping a search for

@@ -9,6 +9,8 @@ key                                                    what
 =====================================================  ==========================================================
 ``alpha/<cell>/edge_<NN>/<op>``                        probability of ``op`` on edge ``NN`` (every logger)
 ``alpha_entropy/<cell>``                               how undecided the cell is, in nats (every logger; below)
+``alpha_entropy_normalized/<cell>``                    the same divided by its maximum: 1 undecided, 0 decided, on
+                                                       one scale for every relaxation (every logger)
 ``edge_weight/<cell>/edge_<NN>``                       PC-DARTS's normalised edge weight (``space.edge_scales()``;
                                                        every logger; only for spaces with edge normalisation)
 ``collapse/normal/num_skip_connect``                   skip connections in the derived normal cell (every logger)
@@ -56,6 +58,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,12 +71,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from darts_pl.atomic import atomic_open
+from darts_pl.atomic import atomic_open, atomic_write
 from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import Genotype, NB201Genotype, atomic_write_text
-from darts_pl.ops import is_parameter_free
+from darts_pl.genotypes import CellGenotype
+from darts_pl.search.base import SearchSpace, space_of
 
 HISTORY_ARRAYS = "alpha_history.npz"
 HISTORY_META = "alpha_history.json"
@@ -83,13 +86,23 @@ SOFTMAX = {"name": "Softmax", "label": "softmax(alpha)", "normalized": True}
 """What ``relaxation`` is for a history or space that does not say (DARTS's softmax)."""
 
 
-def relaxation_of(space: Any) -> dict[str, Any]:
-    """``{"name", "label", "normalized"}`` of a search space's relaxation (softmax when it has none)."""
-    relaxation = getattr(space, "relaxation", None)
-    if relaxation is None:
-        return dict(SOFTMAX)
-    return {"name": type(relaxation).__name__, "label": str(getattr(relaxation, "label", SOFTMAX["label"])),
-            "normalized": bool(getattr(relaxation, "normalized", True))}
+def relaxation_of(space: SearchSpace) -> dict[str, Any]:
+    """``{"name", "label", "normalized"}`` of a search space's relaxation."""
+    relaxation = space.relaxation
+    return {"name": type(relaxation).__name__, "label": str(relaxation.label),
+            "normalized": bool(relaxation.normalized)}
+
+
+def normalized_alpha_entropy(probs: torch.Tensor, normalized: bool = True) -> float:
+    """:func:`alpha_entropy` divided by its maximum, in [0, 1] (1: undecided, 0: decided), so curves of relaxations
+    with different maxima (ln(ops) for a softmax, ln 2 for independent sigmoid weights) share an axis. An edge's
+    maximum is ln of the ops it has (columns of ops an edge lacks hold 0, as ``edge_probs`` writes them)."""
+    p = probs.double()
+    if not normalized:
+        return alpha_entropy(probs, normalized=False) / math.log(2)
+    entropy = -(p * p.clamp_min(1e-30).log()).sum(-1)  # (edges,)
+    ops = (p > 0).sum(-1).clamp_min(2).double()  # (edges,) the ops each edge has
+    return float((entropy / ops.log()).mean())
 
 
 def alpha_entropy(probs: torch.Tensor, normalized: bool = True) -> float:
@@ -126,23 +139,33 @@ class AlphaHistory:
         self.epochs: list[int] = []
         self.global_steps: list[int] = []
         self.probs: dict[str, list[np.ndarray]] = {}
+        self.selected: dict[str, list[np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.epochs)
 
-    def append(self, epoch: int, global_step: int, probs: Mapping[str, np.ndarray | torch.Tensor]) -> None:
-        """Record ``probs`` (``{cell type: (edges, ops)}``) for ``epoch``, replacing ``epoch`` and later ones."""
+    def append(self, epoch: int, global_step: int, probs: Mapping[str, np.ndarray | torch.Tensor],
+               selected: Mapping[str, np.ndarray | torch.Tensor] | None = None) -> None:
+        """Record ``probs`` (``{cell type: (edges, ops)}``) for ``epoch``, replacing ``epoch`` and later ones, and
+        which (edge, op) pairs the derived cell keeps (``selected``, booleans of the same shape), if given."""
         self.truncate(epoch)
         shape = (len(self.edge_labels), len(self.primitives))
         if self.probs and set(probs) != set(self.probs):
             raise ConfigurationError(f"Cell types changed from {sorted(self.probs)} to {sorted(probs)} during the "
                                      "search; the alpha history needs the same cell types every epoch.")
+        # The selection is kept only while every epoch recorded it (a history resumed from an earlier release may
+        # lack it for its first epochs).
+        complete = selected is not None and all(len(self.selected.get(cell, [])) == len(self) for cell in probs)
         for cell, value in probs.items():
             array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float32)
             if array.shape != shape:
                 raise ConfigurationError(f"edge_probs()[{cell!r}] has shape {array.shape}; expected {shape} "
                                          f"({len(self.edge_labels)} edge labels × {len(self.primitives)} primitives).")
             self.probs.setdefault(cell, []).append(array)
+            if complete and cell in selected:
+                mask = selected[cell]
+                mask = mask.cpu() if isinstance(mask, torch.Tensor) else mask
+                self.selected.setdefault(cell, []).append(np.asarray(mask, dtype=bool).reshape(shape))
         self.epochs.append(int(epoch))
         self.global_steps.append(int(global_step))
 
@@ -151,6 +174,7 @@ class AlphaHistory:
         keep = sum(1 for e in self.epochs if e < epoch)
         self.epochs, self.global_steps = self.epochs[:keep], self.global_steps[:keep]
         self.probs = {cell: rows[:keep] for cell, rows in self.probs.items()}
+        self.selected = {cell: rows[:keep] for cell, rows in self.selected.items()}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """``epochs``, ``global_steps`` and ``{cell: (T, edges, ops)}``."""
@@ -159,6 +183,9 @@ class AlphaHistory:
         for cell, rows in self.probs.items():
             out[cell] = np.stack(rows) if rows else np.zeros((0, len(self.edge_labels), len(self.primitives)),
                                                                 np.float32)  # (T, edges, ops)
+        for cell, rows in self.selected.items():
+            if len(rows) == len(self.epochs):  # every epoch recorded it
+                out[f"selected_{cell}"] = np.stack(rows)  # (T, edges, ops) bool
         return out
 
     def metadata(self) -> dict[str, Any]:
@@ -171,6 +198,7 @@ class AlphaHistory:
             "edge_labels": self.edge_labels,
             "epochs": self.epochs,
             "shapes": {cell: list(arrays[cell].shape) for cell in self.probs},
+            "selected": {cell: f"selected_{cell}" for cell in self.probs if f"selected_{cell}" in arrays},
             "relaxation": self.relaxation,
             "description": f"{self.relaxation['label']} after each training epoch; "
                            f"{HISTORY_ARRAYS}[cell][i, edge, op] belongs to epochs[i].",
@@ -187,7 +215,7 @@ class AlphaHistory:
         meta = json.dumps(self.metadata(), indent=1) + "\n"
         with atomic_open(directory / HISTORY_ARRAYS, "wb") as handle:
             np.savez(handle, meta=np.array(meta), **self.arrays())
-        return directory / HISTORY_ARRAYS, atomic_write_text(directory / HISTORY_META, meta)
+        return directory / HISTORY_ARRAYS, atomic_write(directory / HISTORY_META, meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> AlphaHistory:
@@ -200,6 +228,7 @@ class AlphaHistory:
             history.epochs = arrays["epochs"].tolist()
             history.global_steps = arrays["global_steps"].tolist()
             history.probs = {cell: list(arrays[cell]) for cell in meta["cell_types"]}
+            history.selected = {cell: list(arrays[key]) for cell, key in meta.get("selected", {}).items()}
         return history
 
     def state_dict(self) -> dict[str, Any]:
@@ -207,7 +236,9 @@ class AlphaHistory:
                 "epochs": self.epochs,
                 "global_steps": self.global_steps,
                 "probs": {cell: torch.from_numpy(array) for cell, array in self.arrays().items()
-                          if cell in self.probs}}
+                          if cell in self.probs},
+                "selected": {cell: torch.from_numpy(np.stack(rows)) for cell, rows in self.selected.items()
+                             if rows and len(rows) == len(self.epochs)}}
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> AlphaHistory:
@@ -215,25 +246,14 @@ class AlphaHistory:
         history.epochs = [int(e) for e in state["epochs"]]
         history.global_steps = [int(s) for s in state["global_steps"]]
         history.probs = {cell: list(torch.as_tensor(value).numpy()) for cell, value in state["probs"].items()}
+        history.selected = {cell: list(torch.as_tensor(value).numpy()) for cell, value in
+                            state.get("selected", {}).items()}
         return history
 
 
 def edge_key(cell: str, edge: int, op: str, num_edges: int) -> str:
     """Scalar key of one op's probability: ``alpha/<cell>/edge_<NN>/<op>`` with ``NN`` zero-padded."""
     return f"alpha/{cell}/edge_{edge:0{len(str(max(num_edges - 1, 0)))}d}/{op}"
-
-
-def collapse_counts(genotype: Any, cell: str = "normal") -> dict[str, int]:
-    """Skip connections and parameter-free ops (skip, pooling) in one cell of a convolutional genotype (the
-    NAS-Bench-201 cell: ``cell="cell"``)."""
-    if isinstance(genotype, NB201Genotype):
-        ops = [op for node in genotype.nodes for op, _ in node]
-    elif isinstance(genotype, Genotype):
-        ops = [op for op, _ in getattr(genotype, cell)]
-    else:
-        return {}
-    return {"num_skip_connect": sum(op == "skip_connect" for op in ops),
-            "num_parameter_free": sum(is_parameter_free(op) for op in ops)}
 
 
 class ArchitectureMonitor(Callback):
@@ -260,21 +280,21 @@ class ArchitectureMonitor(Callback):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        space = getattr(pl_module, "space", None)
         first = next(cb for cb in trainer.callbacks if isinstance(cb, ArchitectureMonitor))
         if first is not self:
             self._active = False
             rank_zero_info("ArchitectureMonitor is listed more than once; only the first one runs.")
-        elif not callable(getattr(space, "edge_probs", None)):
+        elif space_of(pl_module) is None:
             self._active = False
-            rank_zero_info(f"ArchitectureMonitor: {type(pl_module).__name__} has no search space "
-                           "(`space.edge_probs()`), so there are no alphas to monitor.")
+            rank_zero_info(f"ArchitectureMonitor: {type(pl_module).__name__} has no search space, so there are no "
+                           "alphas to monitor.")
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:
             return
-        space = pl_module.space
+        space = space_of(pl_module)
+        assert space is not None
         probs = {cell: p.detach().float().cpu() for cell, p in space.edge_probs().items()}  # {cell: (edges, ops)}
         primitives, labels = list(space.primitives), list(space.edge_labels())
         relaxation = relaxation_of(space)
@@ -287,33 +307,35 @@ class ArchitectureMonitor(Callback):
                                              self.history.relaxation) == (primitives, labels, relaxation)
         if not same:
             self.history = AlphaHistory(primitives, labels, relaxation)
-        self.history.append(trainer.current_epoch, trainer.global_step, probs)
+        selected = space.selection_mask(genotype)  # {cell: (edges, ops)}: what the derived cell keeps
+        self.history.append(trainer.current_epoch, trainer.global_step, probs, selected)
         self.history.save(directory)
         if self.log_media and media.wants_media(trainer):
-            self._log_media(trainer, probs, primitives, labels, relaxation)
+            self._log_media(trainer, probs, primitives, labels, relaxation, selected)
 
     def _log_scalars(self, pl_module: L.LightningModule, probs: dict[str, torch.Tensor], primitives: list[str],
-                     genotype: Any, relaxation: dict[str, Any]) -> None:
+                     genotype: CellGenotype, relaxation: dict[str, Any]) -> None:
         # Identical on every rank (alphas are synchronised), so every rank logs: monitors see the same values.
         metrics: dict[str, float] = {}
         for cell, p in probs.items():
             metrics[f"alpha_entropy/{cell}"] = alpha_entropy(p, relaxation["normalized"])
+            metrics[f"alpha_entropy_normalized/{cell}"] = normalized_alpha_entropy(p, relaxation["normalized"])
             if self.log_scalars:
                 for (edge, op), value in np.ndenumerate(p.numpy()):
                     metrics[edge_key(cell, edge, primitives[op], p.shape[0])] = float(value)
-        edge_scales = getattr(pl_module.space, "edge_scales", None)  # architecture tensors beside the op tensors
-        for cell, scale in (edge_scales() if callable(edge_scales) and self.log_scalars else {}).items():
-            width = len(str(max(scale.numel() - 1, 0)))
+        space = space_of(pl_module)
+        for cell, scale in (space.edge_scales() if self.log_scalars and space is not None else {}).items():
+            width = len(str(max(scale.numel() - 1, 0)))  # PC-DARTS's edge weights, beside the op probabilities
             for edge, value in enumerate(scale.detach().float().cpu().tolist()):
                 metrics[f"edge_weight/{cell}/edge_{edge:0{width}d}"] = value
-        cell = "cell" if isinstance(genotype, NB201Genotype) else "normal"
-        for name, count in collapse_counts(genotype, cell).items():
-            metrics[f"collapse/{cell}/{name}"] = float(count)
+        for cell, counts in genotype.collapse_counts().items():
+            for name, count in counts.items():
+                metrics[f"collapse/{cell}/{name}"] = float(count)
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
 
     def _log_media(self, trainer: L.Trainer, probs: dict[str, torch.Tensor], primitives: list[str],
-                   labels: list[str], relaxation: dict[str, Any]) -> None:
+                   labels: list[str], relaxation: dict[str, Any], selected: dict[str, torch.Tensor]) -> None:
         from darts_pl.viz import figure_to_array, plot_alpha_heatmap
 
         images = {}
@@ -321,7 +343,8 @@ class ArchitectureMonitor(Callback):
         reference = None if relaxation["normalized"] else 0.5  # undecided: uniform, or each weight at 0.5
         for cell, p in probs.items():
             title = f"{cell} cell, epoch {trainer.current_epoch} (iteration {media.iterations(trainer)}): {label}"
-            figure = plot_alpha_heatmap(p.numpy(), primitives, labels, title=title, label=label, reference=reference)
+            figure = plot_alpha_heatmap(p.numpy(), primitives, labels, title=title, label=label, reference=reference,
+                                        selected=selected[cell].numpy() if cell in selected else None)
             images[f"alpha_heatmap/{cell}"] = figure_to_array(figure)
             rows = [[edge, labels[edge], *map(float, row)] for edge, row in enumerate(p.tolist())]
             media.log_table(trainer, f"alpha_table/{cell}", ["edge", "label", *primitives], rows)

@@ -13,9 +13,9 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 def run_dir(trainer: L.Trainer) -> Path:
     """The run's directory.
 
-    TensorBoard/CSV loggers: their ``log_dir`` (``<root>/lightning_logs/version_N``). Other loggers (W&B):
+    TensorBoard/CSV loggers: their ``log_dir`` (``<root>/<method>/version_N``). Other loggers (W&B):
     ``<save_dir>/<name>/<version>``, where their checkpoints go too, so runs never share a folder. No
-    logger: the trainer's root directory (``darts-pl`` makes it the run's own ``<root>/lightning_logs/version_N``).
+    logger: the trainer's root directory (``darts-pl`` makes it the run's own ``<root>/<method>/version_N``).
     Computed on rank 0 and broadcast, as ``ModelCheckpoint`` does.
     """
     path = _local_run_dir(trainer)  # on every rank: trainer.log_dir is itself a collective

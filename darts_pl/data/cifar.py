@@ -10,6 +10,7 @@ from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from darts_pl.data.base import ClassificationDataModule, Mode
+from darts_pl.data.holdout import HoldoutSearchSplit, SearchSplit
 from darts_pl.data.transforms import Cutout, check_cutout_length
 from darts_pl.errors import DataNotFoundError
 
@@ -88,19 +89,19 @@ class CIFAR10DataModule(ClassificationDataModule):
         return train_aug, train_plain, test
 
 
-class CIFAR100DataModule(CIFAR10DataModule):
+class CIFAR100DataModule(HoldoutSearchSplit, CIFAR10DataModule):
     """CIFAR-100 (100 fine labels) with the same augmentation, normalised with the CIFAR-100 statistics that the
     NAS-Bench-201 code uses (mean ``(129.3, 124.1, 112.4) / 255``, std ``(68.2, 65.4, 70.4) / 255``).
 
     Args:
         data_dir: Directory holding (or to receive) ``cifar-100-python/`` (``train``, ``test``, ``meta``).
+        search_split: ``"train"`` (weights and alphas split the training set by ``train_portion``) or ``"holdout"``
+            (the NAS-Bench-201 searches: weights on all 50k training images, alphas on 5k of the test images;
+            :mod:`darts_pl.data.holdout`).
+        split_file: With ``"holdout"``: the authors' ``cifar100-test-split.txt``, whose ``xvalid`` half the alphas
+            see (the benchmark's ``x-valid`` set); a seeded half without it.
         download, mode, batch_size, eval_batch_size, train_portion, num_workers, seed, cutout_length: See
             :class:`CIFAR10DataModule`.
-
-    Note:
-        In search mode the weights and alphas split CIFAR-100's training set (``train_portion``); the
-        NAS-Bench-201 searches instead train the weights on all 50k training images and the alphas on half of
-        the test set (their ``cifar100-test-split.txt``).
     """
 
     num_classes = 100
@@ -110,7 +111,12 @@ class CIFAR100DataModule(CIFAR10DataModule):
 
     def __init__(self, data_dir: str = "data/cifar100", download: bool = True, mode: Mode = "search",
                  batch_size: int = 64, eval_batch_size: int | None = None, train_portion: float = 0.5,
-                 num_workers: int = 0, seed: int = 0, cutout_length: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0, cutout_length: int = 0, search_split: SearchSplit = "train",
+                 split_file: str | None = None) -> None:
         super().__init__(data_dir=data_dir, download=download, mode=mode, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, train_portion=train_portion, num_workers=num_workers,
                          seed=seed, cutout_length=cutout_length)
+        self.init_search_split(search_split, split_file)
+
+    def augmented_heldout(self) -> Dataset:
+        return self.dataset_class(self.data_dir, train=False, transform=self.transforms()[0])

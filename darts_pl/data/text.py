@@ -43,9 +43,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from darts_pl.atomic import atomic_write
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError, DataNotFoundError
-from darts_pl.genotypes import atomic_write_text
 
 EOS = "<eos>"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -90,7 +90,7 @@ class Dictionary:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the vocabulary as JSON (``{"eos": ..., "words": [...]}``), atomically."""
-        return atomic_write_text(path, self.to_json() + "\n")
+        return atomic_write(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Dictionary:

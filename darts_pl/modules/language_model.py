@@ -32,7 +32,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from darts_pl.distributed import configure_cpu_threads
-from darts_pl.errors import ConfigurationError, check_finite
+from darts_pl.errors import ConfigurationError
+from darts_pl.finite import check_finite
 from darts_pl.genotypes import GenotypeError, to_dict
 from darts_pl.modules.resumable import ResumableRNG
 from darts_pl.modules.search import _scaled_lr

@@ -19,24 +19,24 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
 from darts_pl.callbacks.media import iterations
-from darts_pl.distributed import allow_unused_parameters, broadcast_, configure_cpu_threads
-from darts_pl.errors import ConfigurationError, FiniteChecks, NonFiniteError
+from darts_pl.checkpoints import upgrade_checkpoint
+from darts_pl.distributed import broadcast_, configure_cpu_threads
+from darts_pl.errors import ConfigurationError, NonFiniteError
+from darts_pl.finite import FiniteChecks
 from darts_pl.modules.resumable import ResumableRNG
-from darts_pl.schedules import Schedule
+from darts_pl.parts import ArchPerturbation, ArchRegularizer, Schedule
 from darts_pl.search.base import LossOutput, SearchSpace
 from darts_pl.strategies import ArchStrategy, FirstOrder
 from darts_pl.strategies.base import grads_or_zeros
-from darts_pl.strategies.perturbation import ArchPerturbation
-from darts_pl.strategies.regularizers import ArchRegularizer
 
-SCHEDULE_KEY = "darts_pl.schedules"
-PERTURBATION_KEY = "darts_pl.perturbation"
 PARTS = ("space", "strategy", "weight_optimizer", "arch_optimizer", "weight_scheduler", "regularizers",
          "perturbation", "schedules")
 """Constructor arguments that are objects (modules, optimizer factories), not plain settings."""
@@ -82,10 +82,14 @@ class LitSearch(ResumableRNG):
         perturbation: Edge weights for the weight step (SDARTS's random or adversarial perturbation); none
             trains the weights at the relaxation's edge weights, as DARTS does.
         schedules: Values that move over the epochs, set at the start of each epoch (GDAS's temperature...).
+        method: The method's name (``darts``, ``gdas``...; each overlay in ``configs/variants/`` sets it): runs are
+            filed under it (``<root>/<method>/version_N``) and the run's first line names it.
 
     Raises:
-        ConfigurationError: an unrolled (second-order) strategy with a stochastic relaxation or with skip
-            dropout: the finite difference would compare passes that each draw another sample or mask.
+        ConfigurationError: an unrolled (second-order) strategy with a space that draws noise (a stochastic
+            relaxation, skip dropout, RobustDARTS's ``noise`` op): the finite difference would compare passes that
+            each draw another sample, mask or noise. A schedule that would set a value outside its target's range
+            (checked before the fit).
 
     Note:
         The random-number generators are saved with every checkpoint (``ResumableRNG``), so a run
@@ -106,6 +110,7 @@ class LitSearch(ResumableRNG):
         regularizers: list[ArchRegularizer] | None = None,
         perturbation: ArchPerturbation | None = None,
         schedules: list[Schedule] | None = None,
+        method: str = "darts",
     ) -> None:
         super().__init__()
         # A checkpoint says how to rebuild its module. Built by darts-pl (LightningCLI), the hyperparameters are
@@ -132,25 +137,22 @@ class LitSearch(ResumableRNG):
             raise ConfigurationError(f"LitSearch: max_consecutive_skips={max_consecutive_skips} must be >= 0.")
         self.max_consecutive_skips = max_consecutive_skips
         self.consecutive_skips = 0
-        self.regularizers = list(regularizers or [])
+        self.regularizers = torch.nn.ModuleList(regularizers or [])
         self.perturbation = perturbation
-        self.schedules = list(schedules or [])
-        if self.strategy.unrolled and space.relaxation.stochastic:
-            raise ConfigurationError(
-                f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
-                f"the stochastic relaxation {type(space.relaxation).__name__}: its finite difference compares "
-                "passes that would each draw another sample. Use strategy FirstOrder (as the method's authors do).")
+        self.schedules = torch.nn.ModuleList(schedules or [])
+        if not isinstance(method, str) or not method or not all(c.isalnum() or c in "-_." for c in method):
+            raise ConfigurationError(f"LitSearch: method={method!r} names the run's directory; use letters, digits, "
+                                     "'-', '_' or '.' (e.g. darts, gdas, pc_darts).")
+        self.method = method
         for schedule in self.schedules:
-            schedule.resolve(self)  # a wrong target fails now, not after the first epoch
-        skip_dropout = getattr(space, "skip_dropout", None)
-        moves_dropout = any(s.target.startswith("space.skip_dropout") for s in self.schedules)
-        if self.strategy.unrolled and skip_dropout is not None and (skip_dropout.p > 0 or moves_dropout):
+            schedule.bind(self)  # a wrong target fails now, not after the first epoch; the target knows it moves
+        if self.strategy.unrolled and space.stochastic:
             raise ConfigurationError(
                 f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
-                f"skip_dropout (p={skip_dropout.p}{', scheduled' if moves_dropout else ''}): its finite difference "
-                "compares passes that would each draw another dropout mask. Use strategy FirstOrder (as P-DARTS's "
-                "authors do), or skip_dropout 0 without a schedule.")
+                f"parts that draw noise ({', '.join(space.noise_sources())}): its finite difference compares passes "
+                "that would each draw another sample or mask. Use strategy FirstOrder (as the methods' authors do).")
         self.skipped_batches = 0
+        self._checked_for: L.Trainer | None = None
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
         # expect them in its reducer (they never receive .grad from the weight step's backward).
         self._ddp_params_and_buffers_to_ignore = [f"space.{name}" for name, _ in space.named_arch_parameters()]
@@ -188,11 +190,46 @@ class LitSearch(ResumableRNG):
 
     def setup(self, stage: str) -> None:
         configure_cpu_threads(self.trainer)
-        if getattr(self.space, "edge", None) is not None and self.space.edge.needs_index:
-            allow_unused_parameters(self.trainer)  # ops not sampled in a step get no gradient
+        if stage == "fit" and self._checked_for is not self.trainer:  # darts-pl checked it before writing anything
+            self.check_fit(self.trainer)
+
+    def check_fit(self, trainer: L.Trainer) -> None:
+        """What can only be checked once the trainer is known (``darts-pl`` calls it before anything is written):
+        every value the schedules will set, DDP's unused parameters, alpha steps before the last epoch.
+
+        Raises:
+            ConfigurationError: a schedule leaves its target's range; DDP without ``find_unused_parameters`` on a
+                space whose steps leave some weights without a gradient.
+        """
+        self._checked_for = trainer
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
+        for schedule in self.schedules:
+            schedule.check_values(self, max_epochs)
+        strategy = trainer.strategy
+        if self.space.unused_parameters and isinstance(strategy, DDPStrategy) and \
+                not strategy._ddp_kwargs.get("find_unused_parameters"):
+            raise ConfigurationError(
+                f"LitSearch: the {type(self.space.edge).__name__} edge runs one sampled op per edge, so the others get "
+                "no gradient in a step, which DDP must be told: use --trainer.strategy "
+                "ddp_find_unused_parameters_true (or ddp_spawn_find_unused_parameters_true).")
+        if max_epochs > 0 and self.warmup_epochs >= max_epochs:
+            rank_zero_warn(f"LitSearch: warmup_epochs={self.warmup_epochs} >= trainer.max_epochs={max_epochs}: this "
+                           "search takes no alpha step, and its genotype is read off the initial alphas. Lower "
+                           "--model.init_args.warmup_epochs or raise --trainer.max_epochs.")
 
     def on_fit_start(self) -> None:
         broadcast_(self.space.arch_parameters())  # DDP syncs the weights at wrap time, not the ignored alphas
+        rank_zero_info(f"darts-pl: method {self.method}: {self.describe()}")
+
+    def describe(self) -> str:
+        """One line: the space and its parts, the strategy, the loop's parts (what a run prints at its start)."""
+        loop = [f"strategy {self.strategy!r}"]
+        loop += [f"regularizer {r!r}" for r in self.regularizers]
+        loop += [f"perturbation {self.perturbation!r}"] if self.perturbation is not None else []
+        loop += [f"schedule {s!r}" for s in self.schedules]
+        if self.warmup_epochs:
+            loop.append(f"{self.warmup_epochs} warm-up epochs")
+        return f"{self.space.describe_parts()}; {'; '.join(loop)}"
 
     # ------------------------------------------------------------------ the loop
     def on_train_epoch_start(self) -> None:
@@ -201,20 +238,11 @@ class LitSearch(ResumableRNG):
             value = schedule.apply(self, self.current_epoch, self.trainer.max_epochs)
             self.log(f"schedule/{schedule.target}", value, on_step=False, on_epoch=True, sync_dist=False)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[SCHEDULE_KEY] = {s.target: float(getattr(*s.resolve(self))) for s in self.schedules}
-        if callable(getattr(self.perturbation, "state_dict", None)):
-            checkpoint[PERTURBATION_KEY] = self.perturbation.state_dict()
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Parts keep their state in the model's state_dict; a checkpoint of an earlier release kept some of it
+        # under keys of its own: bring it up to date before Lightning loads the state_dict.
+        upgrade_checkpoint(self, checkpoint)
         super().on_load_checkpoint(checkpoint)
-        for schedule in self.schedules:
-            value = checkpoint.get(SCHEDULE_KEY, {}).get(schedule.target)
-            if value is not None:
-                setattr(*schedule.resolve(self), value)
-        if PERTURBATION_KEY in checkpoint and callable(getattr(self.perturbation, "load_state_dict", None)):
-            self.perturbation.load_state_dict(checkpoint[PERTURBATION_KEY])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
@@ -355,8 +383,8 @@ class LitSearch(ResumableRNG):
         if loss.update_count:
             value = loss.compute()
             self.log(f"{prefix}/loss", value, prog_bar=prefix != "train")
-            if getattr(self.space, "task", "") == "language_model":
-                self.log(f"{prefix}/ppl", torch.exp(value.clamp(max=50)), prog_bar=True)
+            for name, metric in self.space.epoch_metrics(prefix, value).items():
+                self.log(name, metric, prog_bar=True)
             loss.reset()
         if acc.update_count:
             self.log(f"{prefix}/acc", acc.compute(), prog_bar=True)

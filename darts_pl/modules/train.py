@@ -24,10 +24,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from darts_pl.errors import ConfigurationError, check_finite
-from darts_pl.genotypes import GenotypeError, NB201Genotype, to_dict
+from darts_pl.errors import ConfigurationError
+from darts_pl.finite import check_finite
+from darts_pl.genotypes import GenotypeError, resolve, to_dict
 from darts_pl.modules.resumable import ResumableRNG
-from darts_pl.networks.cnn import NetworkCIFAR, NetworkImageNet, cnn_genotype
+from darts_pl.networks.cnn import NetworkCIFAR, NetworkImageNet
 from darts_pl.networks.nb201 import NB201Network
 
 NETWORKS: dict[str, type[NetworkCIFAR] | type[NetworkImageNet] | type[NB201Network]] = {
@@ -93,13 +94,22 @@ class LitClassifier(ResumableRNG):
         _check_args(network=network, num_classes=num_classes, auxiliary_weight=auxiliary_weight,
                     drop_path_prob=drop_path_prob, label_smoothing=label_smoothing)
         try:
-            cell = cnn_genotype(genotype)
+            cell = resolve(genotype)
         except GenotypeError as err:
             raise GenotypeError(f"LitClassifier: --model.genotype {genotype!r}: {err}") from None
-        if isinstance(cell, NB201Genotype) != (network == "nb201"):
-            raise GenotypeError(f"LitClassifier: --model.genotype {genotype!r} does not fit network={network!r}: "
-                                "a NAS-Bench-201 cell trains with --model.network nb201, a DARTS cell with cifar or "
-                                "imagenet.")
+        if cell.kind != NETWORKS[network].genotype_kind:
+            fits = sorted(name for name, net in NETWORKS.items() if net.genotype_kind == cell.kind)
+            raise GenotypeError(
+                f"LitClassifier: --model.genotype {genotype!r} does not fit network={network!r}: a {cell.kind} cell "
+                + (f"trains with --model.network {' or '.join(fits)}" if fits else
+                   "has no network here (a recurrent cell trains with darts_pl.modules.LitLanguageModel)")
+                + f"; network={network!r} takes {NETWORKS[network].genotype_kind} cells.")
+        empty = cell.empty_cells()
+        if empty:
+            raise GenotypeError(
+                f"LitClassifier: --model.genotype {genotype!r}: the {' and '.join(empty)} cell keeps no op (every edge "
+                "is 'none', e.g. a threshold derivation before any weight reached it), so the network would pass "
+                "nothing through it; search longer (or lower the derivation's threshold), or train another genotype.")
         if network == "nb201" and drop_path_prob > 0:
             raise ConfigurationError(f"LitClassifier: drop_path_prob={drop_path_prob}, but the NAS-Bench-201 network "
                                      "has no drop path (nor has the benchmark's recipe); set --model.drop_path_prob 0.")

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
 
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import Genotype, GenotypeError, RNNGenotype, resolve, to_dict
+from darts_pl.genotypes import Genotype, expect_kind, to_dict
 from darts_pl.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, make_op
 
 GenotypeSpec = Genotype | str | os.PathLike[str] | Mapping[str, Any]
@@ -44,12 +44,8 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 
 def cnn_genotype(spec: GenotypeSpec) -> Genotype:
     """A validated CNN genotype from a published name, a ``genotype.json`` path, a mapping or a genotype."""
-    genotype = resolve(spec)
-    if isinstance(genotype, RNNGenotype):
-        raise GenotypeError(
-            f"genotype={spec!r} is a recurrent cell; a convolutional network needs a CNN genotype "
-            "(DARTS_V1, DARTS_V2 or the genotype.json of a CNN search).")
-    return genotype
+    genotype = expect_kind(spec, "cnn", "a CNN genotype (DARTS_V1, DARTS_V2 or the genotype.json of a CNN search)")
+    return cast(Genotype, genotype)
 
 
 class Cell(nn.Module):
@@ -156,6 +152,9 @@ class AuxiliaryHeadImageNet(AuxiliaryHead):
 
 class _Network(nn.Module):
     """Shared bookkeeping of the derived networks: the cell stack, the auxiliary head, constructor args."""
+
+    genotype_kind = "cnn"
+    """The genotype kind this network is built from."""
 
     def __init__(self, genotype: GenotypeSpec, channels: int, num_cells: int, num_classes: int,
                  auxiliary: bool, in_channels: int) -> None:

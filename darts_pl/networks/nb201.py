@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
 
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import GenotypeError, NB201Genotype, resolve
+from darts_pl.genotypes import NB201Genotype, expect_kind
 from darts_pl.ops import GlobalAvgPool, ResNetBasicblock, make_op
 
 NB201GenotypeSpec = NB201Genotype | str | os.PathLike[str] | Mapping[str, Any]
@@ -30,11 +30,9 @@ NB201GenotypeSpec = NB201Genotype | str | os.PathLike[str] | Mapping[str, Any]
 
 def nb201_genotype(spec: NB201GenotypeSpec) -> NB201Genotype:
     """A validated NB201 cell from an architecture string, a ``genotype.json`` path, a mapping or a genotype."""
-    genotype = resolve(spec)
-    if not isinstance(genotype, NB201Genotype):
-        raise GenotypeError(f"genotype={spec!r} is a {type(genotype).__name__}, not a NAS-Bench-201 cell; pass an "
-                            "architecture string ('|nor_conv_3x3~0|+|...|') or the genotype.json of an NB201 search.")
-    return genotype
+    genotype = expect_kind(spec, "nb201", "a NAS-Bench-201 cell: an architecture string ('|nor_conv_3x3~0|+|...|') or "
+                           "the genotype.json of an NB201 search")
+    return cast(NB201Genotype, genotype)
 
 
 def build_macro(network: nn.Module, in_channels: int, channels: int, num_cells: int,
@@ -100,6 +98,9 @@ class NB201Network(nn.Module):
         GenotypeError: The genotype is not an NB201 cell.
         ConfigurationError: A size out of range, or ``auxiliary=True``.
     """
+
+    genotype_kind = "nb201"
+    """The genotype kind this network is built from."""
 
     def __init__(self, genotype: NB201GenotypeSpec, channels: int = 16, num_cells: int = 5, num_classes: int = 10,
                  in_channels: int = 3, auxiliary: bool = False) -> None:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import GenotypeError, RNNGenotype, resolve, validate
+from darts_pl.genotypes import RNNGenotype, expect_kind, validate
 
 INIT_RANGE = 0.04
 
@@ -37,12 +37,9 @@ RNNGenotypeSpec = RNNGenotype | str | os.PathLike[str] | Mapping[str, Any]
 
 def rnn_genotype(spec: RNNGenotypeSpec) -> RNNGenotype:
     """A validated recurrent genotype from a published name, a ``genotype.json`` path, a mapping or a genotype."""
-    genotype = resolve(spec)
-    if not isinstance(genotype, RNNGenotype):
-        raise GenotypeError(
-            f"genotype={spec!r} is a convolutional cell; a recurrent network needs a recurrent genotype "
-            "(RNN_DARTS_V1, RNN_DARTS_V2 or the genotype.json of a recurrent search).")
-    return genotype
+    genotype = expect_kind(spec, "rnn", "a recurrent genotype (RNN_DARTS_V1, RNN_DARTS_V2 or the genotype.json of a "
+                           "recurrent search)")
+    return cast(RNNGenotype, genotype)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

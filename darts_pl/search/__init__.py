@@ -1,16 +1,37 @@
-"""Search spaces: supernets that own their architecture tensors, and the parts a space is given
-(relaxation, edge, derivation)."""
-from darts_pl.search.base import LossOutput, SearchSpace
+"""Search spaces: supernets that own their architecture tensors. The parts a space is given live in
+:mod:`darts_pl.parts`; they are also importable from here (``darts_pl.search.GumbelSoftmax`` in configs)."""
+from darts_pl.parts import (
+    ArgmaxPerEdge,
+    AuxiliarySkip,
+    Derivation,
+    Dirichlet,
+    Edge,
+    EdgeNormalization,
+    EdgeWeights,
+    GumbelSoftmax,
+    JointTopK,
+    MaxSkips,
+    OpWrapper,
+    PartialChannel,
+    Relaxation,
+    SampledOp,
+    SeededNoise,
+    Sigmoid,
+    SkipDropout,
+    Softmax,
+    Threshold,
+    TopK,
+    WeightedSum,
+)
+from darts_pl.search.base import LossOutput, SearchSpace, check_primitives
 from darts_pl.search.cnn import CNNSearchSpace
-from darts_pl.search.derivation import Derivation, JointTopK, MaxSkips, Threshold, TopK
-from darts_pl.search.edges import AuxiliarySkip, Edge, MixedOp, PartialChannel, SampledOp, SkipDropout, WeightedSum
-from darts_pl.search.nb201 import ArgmaxPerEdge, NB201SearchCell, NB201SearchSpace
-from darts_pl.search.relaxation import Dirichlet, EdgeWeights, GumbelSoftmax, Relaxation, Sigmoid, Softmax
+from darts_pl.search.mixed_op import MixedOp
+from darts_pl.search.nb201 import NB201SearchCell, NB201SearchSpace
 from darts_pl.search.rnn import RNNSearchSpace
 
 __all__ = [
-    "AuxiliarySkip", "CNNSearchSpace", "Derivation", "Dirichlet", "Edge", "EdgeWeights", "GumbelSoftmax", "JointTopK",
-    "LossOutput", "MaxSkips", "MixedOp", "PartialChannel", "RNNSearchSpace", "Relaxation", "SampledOp", "SearchSpace",
-    "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightedSum",
+    "ArgmaxPerEdge", "AuxiliarySkip", "CNNSearchSpace", "Derivation", "Dirichlet", "Edge", "EdgeNormalization",
+    "EdgeWeights", "GumbelSoftmax", "JointTopK", "LossOutput", "MaxSkips", "MixedOp", "NB201SearchCell",
+    "NB201SearchSpace", "OpWrapper", "PartialChannel", "RNNSearchSpace", "Relaxation", "SampledOp", "SearchSpace",
+    "SeededNoise", "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightedSum", "check_primitives",
 ]
-__all__ += ["ArgmaxPerEdge", "NB201SearchCell", "NB201SearchSpace"]

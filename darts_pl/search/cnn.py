@@ -12,12 +12,13 @@ Notes (deviations from the paper's text, as in the original code):
     * The ``none`` op contributes exactly zero, so the mixed op never runs it (no tensor is allocated);
       its alpha still takes part in the softmax and receives a gradient through it.
 
-PC-DARTS (Xu et al., 2020) adds two things, both options of :class:`CNNSearchSpace`: partial channels are an
-edge (``edge=PartialChannel(k)``); edge normalisation (``edge_normalization=True``) is a second architecture
-tensor per cell type, ``arch["normal_edges"]`` and ``arch["reduce_edges"]`` (one value per edge, softmax over
-each node's incoming edges), which scales every edge's output and multiplies into the probabilities the
-derivation reads. Its ImageNet search network has a stem of three stride-2 convolutions (``stem="imagenet"``,
-the authors' ``model_search_imagenet.py``).
+PC-DARTS (Xu et al., 2020) adds two parts: partial channels are an edge (``edge=PartialChannel(k)``); edge
+normalisation (``edge_normalization=EdgeNormalization()``, or ``true``) adds a second architecture tensor per cell
+type, ``arch["normal_edges"]`` and ``arch["reduce_edges"]`` (one value per edge, softmax over each node's incoming
+edges), which scales every edge's output and multiplies into the probabilities the derivation reads. Its ImageNet
+search network has a stem of three stride-2 convolutions (``stem="imagenet"``, the authors'
+``model_search_imagenet.py``). P-DARTS's skip dropout is an op wrapper (``op_wrappers=[SkipDropout(p)]``, or the
+``skip_dropout`` rate).
 """
 from __future__ import annotations
 
@@ -31,16 +32,15 @@ import torch.nn.functional as F
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import PRIMITIVES, Genotype, derive_cnn
 from darts_pl.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, make_op
-from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
-from darts_pl.search.derivation import Derivation
-from darts_pl.search.edges import Edge, MixedOp, SkipDropout, WeightedSum
-from darts_pl.search.relaxation import EdgeWeights, Relaxation
+from darts_pl.parts import Derivation, Edge, EdgeNormalization, EdgeWeights, OpWrapper, Relaxation, SkipDropout
+from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha, per_edge
+from darts_pl.search.mixed_op import MixedOp
 
 
 class SearchCell(nn.Module):
     def __init__(self, num_nodes: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
                  reduction: bool, reduction_prev: bool, primitives: Sequence[Sequence[str]], edge: Edge,
-                 skip_dropout: nn.Module | None = None) -> None:
+                 wrappers: Sequence[OpWrapper] = ()) -> None:
         super().__init__()
         self.reduction = reduction
         self.num_nodes = num_nodes
@@ -52,23 +52,17 @@ class SearchCell(nn.Module):
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
         strides = [2 if reduction and j < 2 else 1 for i in range(num_nodes) for j in range(2 + i)]
         self.edges = nn.ModuleList(MixedOp(edge.op_channels(channels), s, ops, edge.build_extra(channels, s),
-                                           skip_dropout) for s, ops in zip(strides, primitives))  # ops: per edge
+                                           wrappers) for s, ops in zip(strides, primitives))  # ops: per edge
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: EdgeWeights, edge: Edge,
-                edge_scales: torch.Tensor | None = None) -> torch.Tensor:
-        rows = [row.unbind(0) for row in weights.weights.unbind(0)]  # (edges, ops) -> per-edge scalars
-        index = weights.index.tolist() if weights.index is not None else [None] * len(rows)  # one host sync
-        scales = edge_scales.unbind(0) if edge_scales is not None else None  # (edges,) -> per-edge scalars
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: EdgeWeights, edge: Edge) -> torch.Tensor:
+        rows, index, scales = per_edge(weights)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.num_nodes):
             node = None
             for j, h in enumerate(states):
                 e = offset + j
-                if scales is None:
-                    y = edge(self.edges[e], h, rows[e], index[e])
-                else:  # PC-DARTS edge normalisation: the whole edge output, passed channels too
-                    y = edge.scaled(self.edges[e], h, rows[e], index[e], scales[e])
+                y = edge(self.edges[e], h, rows[e], index[e], scales[e])
                 node = y if node is None else node.add_(y)  # edge outputs are fresh: sum in place
             offset += len(states)
             states.append(node)
@@ -96,9 +90,10 @@ class CNNSearchSpace(SearchSpace):
             rounding, and faster on CPU (on this project's 2-core benchmark, when it was introduced, the
             supernet's forward+backward took about 0.6x the time of the default format).
         label_smoothing: Label smoothing of the cross-entropy (0 in the paper's search).
-        edge_normalization: PC-DARTS's edge normalisation: a weight per edge, ``softmax`` over each node's incoming
-            edges, scales the edge's output; the genotype is derived from ``probabilities × edge weight`` (the
-            authors' ``genotype()``), by the space's ``derivation``. Initialised as the alphas (``alpha_init``).
+        edge_normalization: PC-DARTS's edge normalisation (an ``EdgeNormalization`` part, or ``true`` for one): a
+            weight per edge, ``softmax`` over each node's incoming edges, scales the edge's output; the genotype is
+            derived from ``probabilities × edge weight`` (the authors' ``genotype()``), by the space's
+            ``derivation``. Initialised as the alphas (``alpha_init``) unless the part says otherwise.
         stem: ``"cifar"``: one 3×3 convolution (DARTS); ``"imagenet"``: PC-DARTS's ImageNet search stem, two
             stride-2 3×3 convolutions (``stem_multiplier · channels / 2``, then ``· channels`` wide) giving the
             first cell's ``c_{k-2}``, and a third (ReLU, stride-2 conv, BN) giving its ``c_{k-1}``: the input is
@@ -110,11 +105,10 @@ class CNNSearchSpace(SearchSpace):
             ``edge_primitives[cell][e][j]``, and only those ops are built (P-DARTS's pruned stages, or a space
             pruned by hand). :meth:`edge_probs` still has one column per ``primitives`` name (zero for an op an
             edge does not have), so monitors, the alpha history and derivation read every stage alike.
-        skip_dropout: Dropout rate on the output of stride-1 skip connections (P-DARTS; 0 disables it). A schedule
-            moves it through the target ``space.skip_dropout.p``.
+        op_wrappers: Parts applied to some ops' outputs (``SkipDropout``: P-DARTS).
+        skip_dropout: A shorthand for ``op_wrappers: [SkipDropout(p)]`` (P-DARTS; 0 adds none). A schedule moves the
+            rate through the target ``space.skip_dropout.p``.
     """
-
-    task = "classification"
 
     def __init__(
         self,
@@ -130,21 +124,20 @@ class CNNSearchSpace(SearchSpace):
         alpha_init_scale: float = 1e-3,
         channels_last: bool = True,
         label_smoothing: float = 0.0,
-        edge_normalization: bool = False,
+        edge_normalization: bool | EdgeNormalization = False,
         stem: Literal["cifar", "imagenet"] = "cifar",
         relaxation: Relaxation | None = None,
         edge: Edge | None = None,
         derivation: Derivation | None = None,
         edge_primitives: dict[str, list[list[str]]] | None = None,
+        op_wrappers: list[OpWrapper] | None = None,
         skip_dropout: float = 0.0,
     ) -> None:
-        super().__init__(relaxation, derivation)
-        self.edge = edge if edge is not None else WeightedSum()
-        if self.edge.needs_index and not self.relaxation.samples:
-            raise ConfigurationError(
-                f"CNNSearchSpace: edge={type(self.edge).__name__} runs the sampled op of each edge, but the relaxation "
-                f"{type(self.relaxation).__name__} samples none; use a sampling relaxation (GumbelSoftmax) or "
-                "edge=WeightedSum.")
+        wrappers = list(op_wrappers or [])
+        if skip_dropout:
+            wrappers.append(SkipDropout(skip_dropout))
+        normalization = EdgeNormalization() if edge_normalization is True else edge_normalization or None
+        super().__init__(relaxation, derivation, edge, wrappers, normalization)
         _check_sizes(num_classes=num_classes, in_channels=in_channels, channels=channels,
                      num_cells=num_cells, num_nodes=num_nodes, multiplier=multiplier)
         self.num_classes = num_classes
@@ -156,7 +149,6 @@ class CNNSearchSpace(SearchSpace):
             make_op(name, 2, 1, False)  # fail early, listing the known names, on an unknown primitive
         num_edges = sum(2 + i for i in range(num_nodes))
         self._edge_primitives = check_edge_primitives(edge_primitives, self._primitives, num_edges, num_nodes)
-        self.skip_dropout = SkipDropout(skip_dropout)
         self.channels_last = channels_last
         self.label_smoothing = label_smoothing
 
@@ -171,18 +163,15 @@ class CNNSearchSpace(SearchSpace):
                 c_curr *= 2
             self.cells.append(SearchCell(num_nodes, multiplier, c_prev_prev, c_prev, c_curr, reduction, reduction_prev,
                                          self._edge_primitives["reduce" if reduction else "normal"], self.edge,
-                                         self.skip_dropout))
+                                         self.op_wrappers))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
-        for cell in ("normal", "reduce"):  # (edges, ops of each edge)
-            self.arch[cell] = init_alpha(num_edges, len(self._edge_primitives[cell][0]), alpha_init, alpha_init_scale)
-        self.edge_normalization = edge_normalization
-        if edge_normalization:  # the authors' betas: after the alphas, normal before reduce
-            self.arch["normal_edges"] = nn.Parameter(init_alpha(num_edges, 1, alpha_init, alpha_init_scale)[:, 0])
-            self.arch["reduce_edges"] = nn.Parameter(init_alpha(num_edges, 1, alpha_init, alpha_init_scale)[:, 0])
+        self.add_cells({cell: init_alpha(num_edges, len(self._edge_primitives[cell][0]), alpha_init, alpha_init_scale)
+                        for cell in ("normal", "reduce")},  # (edges, ops of each edge)
+                       in_degrees=[2 + i for i in range(num_nodes)], init=alpha_init, init_scale=alpha_init_scale)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -210,12 +199,11 @@ class CNNSearchSpace(SearchSpace):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         weights = self.edge_weights()  # {cell type: (edges, ops)}, one sample per forward
-        scales = self.edge_scales()  # {cell type: (edges,)} with edge normalisation, else {}
         s0 = self.stem(x)
         s1 = self.stem1(s0) if self.stem1 is not None else s0
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], self.edge, scales.get(kind))
+            s0, s1 = s1, cell(s0, s1, weights[kind], self.edge)
         return self.classifier(self.global_pooling(s1).flatten(1))  # (B, classes)
 
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:
@@ -231,20 +219,8 @@ class CNNSearchSpace(SearchSpace):
             labels += [f"{names[j] if j < 2 else j - 2}->{i}" for j in range(2 + i)]
         return labels
 
-    def edge_scales(self) -> dict[str, torch.Tensor]:
-        """PC-DARTS's normalised edge weights per cell type, ``{"normal": (edges,), ...}``: for each node, the softmax
-        of its incoming edges' values (paper Eq. 3); ``{}`` without edge normalisation."""
-        if not self.edge_normalization:
-            return {}
-        sizes = [2 + i for i in range(self.num_nodes)]  # incoming edges of each node, in row order
-        return {cell: torch.cat([F.softmax(beta, dim=-1) for beta in self.arch[f"{cell}_edges"].split(sizes)])
-                for cell in self.cell_types}
-
     def genotype(self) -> Genotype:
-        probs = self.edge_probs()
-        with torch.no_grad():
-            for cell, scale in self.edge_scales().items():  # PC-DARTS: strength = probability × edge weight
-                probs[cell] = probs[cell] * scale.float().cpu()[:, None]  # (edges, ops)
+        probs = self.derivation_probs()  # with edge normalisation: probability × edge weight (PC-DARTS)
         return derive_cnn(probs["normal"].tolist(), probs["reduce"].tolist(), num_nodes=self.num_nodes,
                           multiplier=self.multiplier, primitives=self._primitives,
                           select=self.derivation.for_cell("normal"), reduce_select=self.derivation.for_cell("reduce"))
@@ -264,18 +240,6 @@ def _stem(kind: str, in_channels: int, c_stem: int) -> tuple[nn.Module, nn.Modul
         return stem0, stem1
     raise ConfigurationError(f"CNNSearchSpace: unknown stem={kind!r}; use 'cifar' (DARTS) or 'imagenet' (PC-DARTS's "
                              "ImageNet search network).")
-
-
-def check_primitives(owner: str, primitives: Sequence[str]) -> None:
-    """A space's candidate ops: at least one besides ``none``, each once."""
-    shown = primitives if isinstance(primitives, str) else list(primitives)
-    if isinstance(primitives, str) or not [name for name in primitives if name != "none"]:
-        raise ConfigurationError(f"{owner}: primitives={shown!r} has no op besides 'none'; list the candidate ops of "
-                                 "an edge, e.g. [skip_connect, sep_conv_3x3].")
-    twice = sorted({name for name in primitives if shown.count(name) > 1})
-    if twice:
-        raise ConfigurationError(f"{owner}: primitives={shown} names {', '.join(twice)} more than once; list each op "
-                                 "once (two columns of one op would split its weight).")
 
 
 def check_edge_primitives(edge_primitives: dict[str, list[list[str]]] | None, primitives: Sequence[str],

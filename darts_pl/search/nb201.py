@@ -34,23 +34,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import NB201_PRIMITIVES, NB201Genotype, argmax_edges, derive_nb201
+from darts_pl.genotypes import NB201_PRIMITIVES, NB201Genotype, derive_nb201
 from darts_pl.networks.nb201 import build_macro
 from darts_pl.ops import GlobalAvgPool, make_op
-from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
-from darts_pl.search.cnn import check_primitives
-from darts_pl.search.derivation import Derivation, TopK
-from darts_pl.search.edges import Edge, MixedOp, WeightedSum
-from darts_pl.search.relaxation import EdgeWeights, Relaxation
-
-
-class ArgmaxPerEdge(Derivation):
-    """NAS-Bench-201: keep every edge, each with its strongest op, ``none`` included (the authors' ``genotype()``
-    of their NB201 supernets, an argmax over all ops of each row). Ties go to the lower index."""
-
-    def select(self, probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
-               first_inputs: int, k: int) -> list[tuple[str, int]]:
-        return argmax_edges(probs, primitives, num_nodes=num_nodes, first_inputs=first_inputs)
+from darts_pl.parts import ArgmaxPerEdge, Derivation, Edge, EdgeNormalization, EdgeWeights, OpWrapper, Relaxation, TopK
+from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha, per_edge
+from darts_pl.search.mixed_op import MixedOp
 
 
 def _untrack_running_stats(module: nn.Module) -> None:
@@ -62,15 +51,11 @@ def _untrack_running_stats(module: nn.Module) -> None:
                 m.register_buffer(name, None)
 
 
-def nb201_mixed_op(channels: int, primitives: Sequence[str], edge: Edge) -> MixedOp:
+def nb201_mixed_op(channels: int, primitives: Sequence[str], edge: Edge, wrappers: Sequence[OpWrapper] = ()) -> MixedOp:
     """The candidate ops of one NB201 edge (stride 1): the DARTS mixed op without the BatchNorm it puts after
     pooling ops (the authors' NB201 cell has none)."""
-    mixed = MixedOp(edge.op_channels(channels), 1, primitives, edge.build_extra(channels, 1))
-    for k, column in enumerate(mixed.columns):
-        op = mixed.ops[k]
-        if "pool" in primitives[column] and isinstance(op, nn.Sequential) and isinstance(op[-1], nn.BatchNorm2d):
-            mixed.ops[k] = op[0]
-    return mixed
+    return MixedOp(edge.op_channels(channels), 1, primitives, edge.build_extra(channels, 1), wrappers,
+                   pool_batch_norm=False)
 
 
 class NB201SearchCell(nn.Module):
@@ -82,26 +67,26 @@ class NB201SearchCell(nn.Module):
         primitives: Candidate ops on every edge.
         edge: How an edge combines its ops (``WeightedSum``, ``SampledOp``...).
         track_running_stats: Whether the cell's BatchNorms keep running statistics.
+        wrappers: The space's op wrappers.
     """
 
     def __init__(self, channels: int, num_nodes: int, primitives: Sequence[str], edge: Edge,
-                 track_running_stats: bool = True) -> None:
+                 track_running_stats: bool = True, wrappers: Sequence[OpWrapper] = ()) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         num_edges = num_nodes * (num_nodes - 1) // 2
-        self.edges = nn.ModuleList(nb201_mixed_op(channels, primitives, edge) for _ in range(num_edges))
+        self.edges = nn.ModuleList(nb201_mixed_op(channels, primitives, edge, wrappers) for _ in range(num_edges))
         if not track_running_stats:
             _untrack_running_stats(self)
 
     def forward(self, x: torch.Tensor, weights: EdgeWeights, edge: Edge) -> torch.Tensor:
-        rows = [row.unbind(0) for row in weights.weights.unbind(0)]  # (edges, ops) -> per-edge scalars
-        index = weights.index.tolist() if weights.index is not None else [None] * len(rows)  # one host sync
+        rows, index, scales = per_edge(weights)
         nodes = [x]
         e = 0
         for i in range(1, self.num_nodes):
             node = None
             for j in range(i):
-                y = edge(self.edges[e], nodes[j], rows[e], index[e])
+                y = edge(self.edges[e], nodes[j], rows[e], index[e], scales[e])
                 node = y if node is None else node.add_(y)  # edge outputs are fresh: sum in place
                 e += 1
             nodes.append(node)
@@ -129,13 +114,13 @@ class NB201SearchSpace(SearchSpace):
             ``SampledOp(other_weights=True)``, the authors' ``forward_gdas``).
         derivation: Probabilities → cell (``ArgmaxPerEdge``, the benchmark's, when omitted; ``TopK`` keeps every
             edge with its strongest op other than ``none``).
+        op_wrappers: Parts applied to some ops' outputs.
+        edge_normalization: PC-DARTS's edge normalisation (a weight per edge, softmax over each node's inputs).
 
     Raises:
         ConfigurationError: A size out of range, an unknown primitive, a derivation that does not name one op per
             edge, or a sampling edge with a relaxation that samples nothing.
     """
-
-    task = "classification"
 
     def __init__(
         self,
@@ -153,19 +138,16 @@ class NB201SearchSpace(SearchSpace):
         relaxation: Relaxation | None = None,
         edge: Edge | None = None,
         derivation: Derivation | None = None,
+        op_wrappers: list[OpWrapper] | None = None,
+        edge_normalization: EdgeNormalization | None = None,
     ) -> None:
-        super().__init__(relaxation, derivation if derivation is not None else ArgmaxPerEdge())
+        super().__init__(relaxation, derivation if derivation is not None else ArgmaxPerEdge(), edge, op_wrappers,
+                         edge_normalization)
         if not isinstance(self.derivation, (ArgmaxPerEdge, TopK)):
             raise ConfigurationError(
                 f"NB201SearchSpace: derivation={type(self.derivation).__name__} does not name one op per edge; a "
                 "NAS-Bench-201 cell keeps every edge: use darts_pl.search.ArgmaxPerEdge (the benchmark's, `none` "
                 "included) or darts_pl.search.TopK (the strongest op other than `none`).")
-        self.edge = edge if edge is not None else WeightedSum()
-        if self.edge.needs_index and not self.relaxation.samples:
-            raise ConfigurationError(
-                f"NB201SearchSpace: edge={type(self.edge).__name__} runs the sampled op of each edge, but the "
-                f"relaxation {type(self.relaxation).__name__} samples none; use a sampling relaxation (GumbelSoftmax) "
-                "or edge=WeightedSum.")
         _check_sizes(num_classes=num_classes, in_channels=in_channels, channels=channels, num_cells=num_cells,
                      num_nodes=num_nodes)
         self.num_classes = num_classes
@@ -178,17 +160,14 @@ class NB201SearchSpace(SearchSpace):
         self.label_smoothing = label_smoothing
 
         c = build_macro(self, in_channels, channels, num_cells, lambda width: NB201SearchCell(
-            width, num_nodes, self._primitives, self.edge, track_running_stats))
+            width, num_nodes, self._primitives, self.edge, track_running_stats, self.op_wrappers))
         self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c, num_classes)
-        self.arch["cell"] = init_alpha(num_nodes * (num_nodes - 1) // 2, len(self._primitives), alpha_init,
-                                       alpha_init_scale)
+        self.add_cells({"cell": init_alpha(num_nodes * (num_nodes - 1) // 2, len(self._primitives), alpha_init,
+                                           alpha_init_scale)},
+                       in_degrees=list(range(1, num_nodes)), init=alpha_init, init_scale=alpha_init_scale)
         if channels_last:
             self.to(memory_format=torch.channels_last)
-
-    @property
-    def cell_types(self) -> list[str]:
-        return [key for key in ("cell",) if key in self.arch]
 
     @property
     def primitives(self) -> list[str]:
@@ -214,7 +193,7 @@ class NB201SearchSpace(SearchSpace):
         return [f"{j}->{i}" for i in range(1, self.num_nodes) for j in range(i)]
 
     def genotype(self) -> NB201Genotype:
-        probs = self.edge_probs()["cell"].tolist()
+        probs = self.derivation_probs()["cell"].tolist()
         return derive_nb201(probs, num_nodes=self.num_nodes, primitives=self._primitives,
                             select=self.derivation.select)
 

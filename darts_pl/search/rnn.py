@@ -51,10 +51,8 @@ from darts_pl.networks.rnn import (
     get_activation,
     language_model_loss,
 )
-from darts_pl.search.base import LossOutput, SearchSpace, Stream, init_alpha
-from darts_pl.search.cnn import check_primitives
-from darts_pl.search.derivation import Derivation
-from darts_pl.search.relaxation import Relaxation
+from darts_pl.parts import Derivation, Relaxation
+from darts_pl.search.base import LossOutput, SearchSpace, Stream, check_primitives, init_alpha
 
 EVAL_PREFIX = "eval/"
 
@@ -120,8 +118,9 @@ class RNNSearchSpace(SearchSpace):
         derivation: Probabilities → genotype (``TopK`` with k=1, DARTS, when omitted).
     """
 
-    task = "language_model"
     clips_virtual_step = True
+    has_edges = False  # a node's edges are one batched product over all ops, not modules an Edge part combines
+    accepts_sampling = False
 
     def __init__(
         self,
@@ -143,11 +142,6 @@ class RNNSearchSpace(SearchSpace):
         derivation: Derivation | None = None,
     ) -> None:
         super().__init__(relaxation, derivation)
-        if self.relaxation.samples:
-            raise ConfigurationError(
-                f"RNNSearchSpace: relaxation={type(self.relaxation).__name__} samples one op per edge, which the "
-                "recurrent supernet does not support (it evaluates all ops of a node at once); use Softmax, Sigmoid "
-                "or Dirichlet.")
         if num_nodes < 1:
             raise ConfigurationError(f"RNNSearchSpace: num_nodes={num_nodes} must be >= 1 (8 in the paper).")
         self._primitives = list(primitives)
@@ -155,6 +149,14 @@ class RNNSearchSpace(SearchSpace):
         if not [name for name in self._primitives if name != "none"]:
             raise ConfigurationError(f"RNNSearchSpace: primitives={self._primitives} has no op besides 'none'; "
                              f"the paper's are {list(RNN_PRIMITIVES)}.")
+        from darts_pl.ops import OPS
+
+        convolutional = [name for name in self._primitives if name != "none" and name in OPS]
+        if convolutional:  # e.g. a variant overlay written for the convolutional space
+            raise ConfigurationError(
+                f"RNNSearchSpace: primitives={self._primitives} holds convolutional ops ({', '.join(convolutional)}): "
+                "the config or an overlay was written for the convolutional space (configs/variants/ overlays are "
+                f"for CNN search configs); the recurrent space takes {', '.join(RNN_PRIMITIVES)}.")
         for name in self._primitives:
             if name != "none":
                 get_activation(name)  # fail early, listing the known names
@@ -165,7 +167,8 @@ class RNNSearchSpace(SearchSpace):
         self.network = RNNModel(num_tokens, cell, emb_size, dropout_output=dropout_output,
                                 dropout_input=dropout_input, dropout_embedding=dropout_embedding)
         num_edges = num_nodes * (num_nodes + 1) // 2
-        self.arch["recurrent"] = init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)
+        self.add_cells({"recurrent": init_alpha(num_edges, len(self._primitives), alpha_init, alpha_init_scale)},
+                       in_degrees=list(range(1, num_nodes + 1)))
         self._committed: dict[str, torch.Tensor] = {}
         self._pending: dict[str, torch.Tensor] = {}
 
@@ -219,6 +222,10 @@ class RNNSearchSpace(SearchSpace):
         for states in (self._committed, self._pending):
             for key in [k for k in states if self.training or k.startswith(EVAL_PREFIX)]:
                 del states[key]
+
+    def epoch_metrics(self, split: str, mean_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The perplexity ``exp(loss)`` (capped at ``exp(50)``)."""
+        return {f"{split}/ppl": torch.exp(mean_loss.clamp(max=50))}
 
     def lr_scale(self, batch: Any) -> float:
         """Learning-rate factor ``seq_len / bptt`` of a variable-length window."""

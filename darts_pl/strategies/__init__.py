@@ -1,9 +1,9 @@
-"""Strategies: how the alpha gradient of one search step is computed; regularizers of the alpha loss; and
-perturbations of the architecture for the weight step."""
+"""Strategies: how the alpha gradient of one search step is computed. (The regularizers of the alpha loss and
+the perturbations of the weight step are parts, :mod:`darts_pl.parts`; their names here keep configs working.)"""
+from darts_pl.parts.perturbation import AdversarialPerturbation, ArchPerturbation, RandomPerturbation
+from darts_pl.parts.regularizers import ArchRegularizer, BetaDecay, DirichletKL, ZeroOneLoss
 from darts_pl.strategies.base import ArchStep, ArchStrategy
 from darts_pl.strategies.first_order import FirstOrder
-from darts_pl.strategies.perturbation import AdversarialPerturbation, ArchPerturbation, RandomPerturbation
-from darts_pl.strategies.regularizers import ArchRegularizer, BetaDecay, DirichletKL, ZeroOneLoss
 from darts_pl.strategies.second_order import SecondOrder
 
 __all__ = [

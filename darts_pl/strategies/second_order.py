@@ -38,7 +38,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from darts_pl.distributed import all_reduce_mean_
-from darts_pl.errors import ConfigurationError, check_finite
+from darts_pl.errors import ConfigurationError
+from darts_pl.finite import check_finite
 from darts_pl.search.base import SearchSpace
 from darts_pl.strategies.base import ArchStep, ArchStrategy, evaluate, grads_or_zeros
 

@@ -10,13 +10,15 @@ each edge's normalised weight instead (the authors' ``genotype()``), so :class:`
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 from darts_pl.errors import ConfigurationError
-from darts_pl.genotypes import top_k_edges
+from darts_pl.genotypes import argmax_edges, top_k_edges
+from darts_pl.parts.base import UNIT_OPEN, Part, Range
 
 
-class Derivation:
+class Derivation(Part):
     """Picks the edges of one cell from its probabilities (edges × ops)."""
 
     def select(self, probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
@@ -28,10 +30,6 @@ class Derivation:
         """The selection for cell type ``cell`` (``normal``, ``reduce``): :meth:`select`, unless a derivation treats
         cell types differently."""
         return self.select
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({args})"
 
 
 class TopK(Derivation):
@@ -74,9 +72,11 @@ class Threshold(Derivation):
         threshold: The weight an op must reach to be kept.
     """
 
+    tunable: ClassVar[Mapping[str, Range]] = {"threshold": UNIT_OPEN}
+
     def __init__(self, threshold: float = 0.85) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"Threshold: threshold={threshold} must be in (0, 1) (FairDARTS uses 0.85).")
+        super().__init__()
+        self.check(threshold=threshold)
         self.threshold = threshold
 
     def select(self, probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
@@ -107,6 +107,7 @@ class MaxSkips(Derivation):
     """
 
     def __init__(self, max_skips: int = 2, cells: Sequence[str] = ("normal",)) -> None:
+        super().__init__()
         if max_skips < 0:
             raise ConfigurationError(f"MaxSkips: max_skips={max_skips} must be >= 0 (P-DARTS uses 2).")
         unknown = sorted(set(cells) - {"normal", "reduce"})
@@ -134,6 +135,15 @@ class MaxSkips(Derivation):
                 return gene
             _, weakest = min(chosen)  # the lowest probability; ties: the lower edge index
             probs[weakest][skip] = 0.0
+
+
+class ArgmaxPerEdge(Derivation):
+    """NAS-Bench-201: keep every edge, each with its strongest op, ``none`` included (the authors' ``genotype()``
+    of their NB201 supernets, an argmax over all ops of each row). Ties go to the lower index."""
+
+    def select(self, probs: Sequence[Sequence[float]], primitives: Sequence[str], *, num_nodes: int,
+               first_inputs: int, k: int) -> list[tuple[str, int]]:
+        return argmax_edges(probs, primitives, num_nodes=num_nodes, first_inputs=first_inputs)
 
 
 def _rows_of(gene: Sequence[tuple[str, int]], *, num_nodes: int, first_inputs: int, k: int) -> list[int]:

@@ -3,7 +3,7 @@ probabilities that monitors and genotype derivation read.
 
 DARTS relaxes the choice of op on an edge to ``softmax(alpha)`` (Liu et al., 2019, Eq. 2). Variants change
 only this map: FairDARTS uses independent sigmoids, GDAS a hard Gumbel-softmax sample with a
-straight-through gradient, DrNAS a reparameterised Dirichlet sample. A relaxation is a small module the
+straight-through gradient, DrNAS a reparameterised Dirichlet sample. A relaxation is a part the
 search space is given (``CNNSearchSpace(relaxation=...)``); its state (a temperature, the noise generator)
 travels in the space's ``state_dict`` and so in every checkpoint.
 
@@ -14,24 +14,27 @@ draws what the uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any, ClassVar, Literal, NamedTuple
+from collections.abc import Mapping
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from darts_pl.errors import NonFiniteError
+from darts_pl.parts.base import POSITIVE, Part, Range, SeededNoise
 
 
 class EdgeWeights(NamedTuple):
-    """One forward's weights of a cell type: ``weights`` (edges, ops), and for sampling relaxations the
-    sampled op of every edge, ``index`` (edges,)."""
+    """One forward's weights of a cell type: ``weights`` (edges, ops); for sampling relaxations the sampled op of
+    every edge, ``index`` (edges,); with edge normalisation (PC-DARTS) the factor on every edge's output,
+    ``scale`` (edges,)."""
 
     weights: torch.Tensor
     index: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
 
 
-class Relaxation(nn.Module):
+class Relaxation(Part):
     """Base class: ``forward(alpha)`` gives the :class:`EdgeWeights` of one forward pass (differentiable in
     ``alpha``); :meth:`probs` gives what monitors and derivation read.
 
@@ -80,61 +83,6 @@ class Sigmoid(Relaxation):
         return torch.sigmoid(alpha)
 
 
-class SeededNoise(nn.Module):
-    """A noise generator of a stochastic relaxation: seeded identically on every rank, saved with the model.
-
-    Args:
-        seed: Seed of the generator (the same on every rank, so every rank draws the same sample).
-    """
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
-        self.eval_generator = torch.Generator().manual_seed(seed)
-
-    def train(self, mode: bool = True) -> SeededNoise:
-        # Evaluation draws from a generator of its own, restarted each time the model goes into eval mode: the
-        # search's sample stream does not depend on how many validation passes (a sanity check before a
-        # resumed run, say) came before, and every validation pass sees the same samples.
-        if self.training and not mode:
-            self.eval_generator.manual_seed(self.seed)
-        return super().train(mode)
-
-    @contextlib.contextmanager
-    def drawing(self) -> Iterator[None]:
-        """Inside the block, the global CPU generator is this one (``torch.distributions`` samples from the
-        global generator); outside, the global generator is as it was. Draw on the CPU, so every device
-        gives the same numbers."""
-        generator = self.generator if self.training else self.eval_generator
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(generator.get_state())
-            yield
-            generator.set_state(torch.get_rng_state())
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"seed": self.seed, "generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self.generator.set_state(state["generator"])
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A torch.Generator does not survive torch.multiprocessing's shared-memory pickling (DDP spawn):
-        # send its state as bytes.
-        state = dict(self.__dict__)
-        for name in ("generator", "eval_generator"):
-            state[name] = bytes(state[name].get_state().numpy())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name in ("generator", "eval_generator"):
-            generator = torch.Generator()
-            generator.set_state(torch.frombuffer(bytearray(state[name]), dtype=torch.uint8))
-            state[name] = generator
-        self.__dict__.update(state)
-
-
 class Dirichlet(Relaxation):
     """DrNAS: the edge weights of a forward are a reparameterised sample of ``Dirichlet(elu(alpha) + 1)``, one
     per edge, drawn anew at every forward (Chen et al., 2021, Sec. 3.1; ``rsample`` carries the pathwise
@@ -154,6 +102,7 @@ class Dirichlet(Relaxation):
 
     def __init__(self, seed: int = 0, probs: Literal["softmax", "mean"] = "softmax") -> None:
         super().__init__()
+        self.seed = seed
         self.noise = SeededNoise(seed)
         self.probs_from = probs
 
@@ -181,7 +130,9 @@ class GumbelSoftmax(Relaxation):
     the edge weights are ``one_hot(argmax probs) - probs.detach() + probs`` (one in value at the sampled op,
     zero elsewhere, the soft gradient everywhere) and ``index`` is the sampled op. Monitors and derivation
     read ``softmax(alpha)``. A draw with an infinite noise value or non-finite probabilities is drawn again,
-    as in the authors' code.
+    as in the authors' code, up to ``MAX_REDRAWS`` times: non-finite alphas (or a temperature that makes every
+    draw overflow) then stop the step with a ``NonFiniteError``, which the loop handles as any non-finite value
+    (``nonfinite: stop|skip``), instead of drawing forever.
 
     Args:
         tau: Temperature (moved from 10 to 0.1 over the search by a ``LinearSchedule`` in GDAS).
@@ -190,12 +141,14 @@ class GumbelSoftmax(Relaxation):
 
     stochastic: ClassVar[bool] = True
     samples: ClassVar[bool] = True
+    tunable: ClassVar[Mapping[str, Range]] = {"tau": POSITIVE}
+    MAX_REDRAWS: ClassVar[int] = 100
 
     def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f"GumbelSoftmax: tau={tau} must be > 0 (GDAS anneals it from 10 to 0.1).")
+        self.check(tau=tau)
         self.tau = tau
+        self.seed = seed
         self.noise = SeededNoise(seed)
 
     def gumbels(self, alpha: torch.Tensor) -> torch.Tensor:
@@ -212,11 +165,14 @@ class GumbelSoftmax(Relaxation):
         return one_hot - probs.detach() + probs, index.squeeze(-1)
 
     def forward(self, alpha: torch.Tensor) -> EdgeWeights:
-        while True:
+        for _ in range(self.MAX_REDRAWS):
             gumbels = self.gumbels(alpha)
             weights, index = self.hard_sample(alpha, gumbels, self.tau)
             if not torch.isinf(gumbels).any() and torch.isfinite(weights).all():
                 return EdgeWeights(weights, index)
+        finite = "finite" if bool(torch.isfinite(alpha).all()) else "NOT finite"
+        raise NonFiniteError(f"non-finite Gumbel-softmax probabilities in {self.MAX_REDRAWS} draws (tau={self.tau:g}, "
+                             f"the alphas are {finite})")
 
     def probs(self, alpha: torch.Tensor) -> torch.Tensor:
         return F.softmax(alpha, dim=-1)
