@@ -94,7 +94,7 @@ def class_path_typo(message: str) -> str | None:
     bases = _expected_bases(owners[-1][1], key) if owners else _top_level_bases(key)
     if not bases:
         return None
-    known = _darts_pl_subclasses(bases) or _module_subclasses(value, bases)
+    known = _darts_pl_subclasses(bases, value.rpartition(".")[0]) or _module_subclasses(value, bases)
     detail = _DETAIL.search(message)
     line = f"--{option}: no class {value}" + (f" ({detail[1]})" if detail else "")
     best = _closest(value, known)
@@ -133,8 +133,9 @@ def _classes_in(hint: Any) -> list[type]:
     return [cls for arg in args for cls in _classes_in(arg)]
 
 
-def _darts_pl_subclasses(bases: list[type]) -> list[str]:
-    """Public paths of the concrete subclasses of ``bases`` defined in darts_pl (every module imported)."""
+def _darts_pl_subclasses(bases: list[type], preferred: str) -> list[str]:
+    """Public paths of the concrete subclasses of ``bases`` defined in darts_pl (every module imported), through
+    the ``preferred`` module (the one the mistyped path names) where it exports them."""
     import darts_pl
 
     for module in pkgutil.walk_packages(darts_pl.__path__, "darts_pl."):
@@ -146,7 +147,7 @@ def _darts_pl_subclasses(bases: list[type]) -> list[str]:
              if cls.__module__.startswith("darts_pl.") and not cls.__module__.startswith("darts_pl.cli")
              and not cls.__name__.startswith("_")
              and not inspect.isabstract(cls) and cls not in bases}
-    paths = {_public_path(cls) for cls in found}
+    paths = {_public_path(cls, preferred) for cls in found}
     # Left out: helpers a package does not export (darts_pl.modules.resumable.ResumableRNG, a mixin).
     return sorted(path for path in paths if path.count(".") <= 2)
 
@@ -169,8 +170,11 @@ def _all_subclasses(cls: type) -> Iterator[type]:
         yield from _all_subclasses(sub)
 
 
-def _public_path(cls: type) -> str:
-    """The shortest import path of ``cls`` (``darts_pl.search.GumbelSoftmax``, not its defining module)."""
+def _public_path(cls: type, preferred: str = "") -> str:
+    """``preferred.Name`` if that module exports ``cls``, else the shortest import path of ``cls`` along its
+    defining module (``darts_pl.parts.GumbelSoftmax``, not ``darts_pl.parts.relaxation.GumbelSoftmax``)."""
+    if getattr(sys.modules.get(preferred), cls.__name__, None) is cls:
+        return f"{preferred}.{cls.__name__}"
     parts = cls.__module__.split(".")
     for end in range(1, len(parts) + 1):
         module = sys.modules.get(".".join(parts[:end]))
