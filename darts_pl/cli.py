@@ -331,7 +331,7 @@ def _runs_directory(cfg: Namespace, kind: str, init_args: Namespace) -> Path | N
     if kind in ("versioned", "wandb"):
         init_args.save_dir = str(Path(init_args.get("save_dir") or root).absolute())
     if kind == "versioned":
-        if not init_args.get("name") and method:
+        if init_args.get("name") in (None, "", "lightning_logs") and method:  # unset, or the loggers' default
             init_args.name = str(method)  # runs/quickstart/gdas/version_N
         return Path(init_args.save_dir) / (init_args.get("name") or "lightning_logs")
     if kind == "wandb":

@@ -554,3 +554,20 @@ def test_a_run_that_fails_before_it_starts_leaves_no_directory(tmp_path: Path, c
                       "--model.init_args.space.init_args.num_cells", "2")  # refused when the space is built
     assert status == 2 and "num_cells=2" in error_line(capsys)
     assert sorted(tmp_path.rglob("version_*")) == [earlier]
+
+
+def test_a_logger_left_at_its_default_name_files_runs_under_the_method(tmp_path: Path) -> None:
+    from jsonargparse import Namespace
+
+    from darts_pl.cli import _release_lock, place_run
+
+    logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                       init_args=Namespace(save_dir=str(tmp_path), name="lightning_logs"))  # as jsonargparse fills it
+    try:
+        place_run(run_config(tmp_path, "gdas", logger))
+        place_run(run_config(tmp_path, "gdas", Namespace(class_path=logger.class_path, init_args=Namespace(
+            save_dir=str(tmp_path), name="mine"))))
+    finally:
+        _release_lock()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/version_*")) == [
+        "gdas/version_0", "mine/version_0"]
