@@ -7,13 +7,16 @@ Cases, timed interleaved in one process (round-robin, after warm-up), on synthet
     floor            one forward+backward of the supernet (darts_pl / reference)
     first, second    one search iteration: alpha step (first or second order) + weight step
     <variant>        (``--variants gdas drnas ...``) one iteration of the search that ``configs/search_cifar.yaml``
-                     with ``configs/variants/<variant>.yaml`` builds: its relaxation, edge, regularizers and
-                     weight-step perturbation, schedules at their epoch-0 values, on the same supernet size and
-                     batch as ``first`` (DARTS first order), against which its ``x first`` ratio is given
+                     with ``configs/variants/<variant>.yaml`` builds: its relaxation, edge, regularizers,
+                     weight-step perturbation and weight-step terms, schedules at their epoch-0 values (``--epoch``
+                     for another epoch's), on the same supernet size and batch as ``first`` (DARTS first order),
+                     against which its ``x first`` ratio is given
 
     python -m benchmarks.bench_search --batch 32 --kinds first --variants gdas fair_darts drnas beta_darts \
         sdarts_rs sdarts_adv darts_minus --no-reference
     python -m benchmarks.bench_search --batch 256 --memory-only --kinds --variants pc_darts --no-reference
+    python -m benchmarks.bench_search --batch 64 --kinds first --variants reinmax snas lambda_darts gdas --epoch 25 \
+        --no-reference        # Λ-DARTS's weight is 0 at epoch 0 (its passes are skipped then): time a later epoch
 Peak memory: on CPU the max RSS of a fresh process running that case alone (with ``--live-memory``, of a
 process whose allocator hands freed large blocks back at once: the peak of live memory, without the heap
 fragmentation the default allocator adds); on CUDA ``torch.cuda.max_memory_allocated`` of the case.
@@ -135,7 +138,7 @@ def variant(args: argparse.Namespace, name: str) -> Callable[[], None]:
     torch.manual_seed(0)
     module = build_variant(args, name).to(args.device)
     for schedule in module.schedules:
-        schedule.apply(module, 0, 50)
+        schedule.apply(module, args.epoch, 50)
     space = module.space
     weights, alphas = space.weight_parameters(), space.arch_parameters()
     w_opt = module.weight_optimizer(weights)
@@ -150,9 +153,8 @@ def variant(args: argparse.Namespace, name: str) -> Callable[[], None]:
             alpha.grad = grad
         a_opt.step()
         w_opt.zero_grad(set_to_none=True)
-        with autocast(args):
-            loss = module._weight_loss(train).loss
-        loss.backward(inputs=weights)
+        with autocast(args):  # the forward, its backward and the weight-step terms' passes (Λ-DARTS)
+            module._weight_gradients(train, weights, backward=lambda loss, inputs: loss.backward(inputs=inputs))
         torch.nn.utils.clip_grad_norm_(weights, module.grad_clip or float("inf"))
         w_opt.step()
     return run
@@ -313,6 +315,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="cases of plain DARTS; none with --variants measures only the variants")
     p.add_argument("--variants", nargs="*", choices=VARIANTS, default=[],
                    help="also time one iteration of each variant's search (configs/variants/<name>.yaml)")
+    p.add_argument("--epoch", type=int, default=0,
+                   help="the epoch (of 50) whose scheduled values the variants run at (default: %(default)s)")
     p.add_argument("--reference", default=str(DEFAULT_REFERENCE))
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--no-memory", action="store_true")

@@ -42,25 +42,36 @@ class RecordRank(Callback):
                     "world_size": trainer.world_size}, self.out / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder(), "gdas", "pc_darts", "nb201"],
-                         ids=["first", "second", "gdas", "pc_darts", "nb201"])
+@pytest.mark.parametrize("strategy", [FirstOrder(), SecondOrder(), "gdas", "pc_darts", "nb201", "reinmax", "snas",
+                                      "lambda_darts"],
+                         ids=["first", "second", "gdas", "pc_darts", "nb201", "reinmax", "snas", "lambda_darts"])
 def test_ddp_ranks_hold_identical_alphas_and_weights(tmp_path: Path, strategy) -> None:
-    """Also for GDAS: every rank draws the same sample from the relaxation's generator, so the ranks run the
-    same ops, and DDP is told that the ops not sampled have no gradient. PC-DARTS: the edge-normalisation
-    tensors are architecture tensors like the alphas; NAS-Bench-201: one alpha shared by every cell."""
+    """Also for GDAS and ReinMax: every rank draws the same sample from the relaxation's generator, so the ranks run
+    the same ops, and DDP is told that the ops not sampled have no gradient; SNAS: the same concrete sample, and the
+    resource constraint's costs read on every rank. PC-DARTS: the edge-normalisation tensors are architecture tensors
+    like the alphas; NAS-Bench-201: one alpha shared by every cell. Λ-DARTS: the per-cell gradients and the finite
+    difference of the weight step averaged over the ranks (5 cells: 3 normal cells to align)."""
+    from darts_pl.parts import CellGradientAlignment, Concrete, ReinMax, ResourceConstraint
     from darts_pl.search import NB201SearchSpace, PartialChannel
 
-    parts = {}
+    parts, loop, cells = {}, {}, 3
     if strategy == "gdas":
         parts, strategy = {"relaxation": GumbelSoftmax(seed=1), "edge": SampledOp()}, FirstOrder()
+    elif strategy == "reinmax":
+        parts, strategy = {"relaxation": ReinMax(tau=2.0, seed=1), "edge": SampledOp()}, FirstOrder()
+    elif strategy == "snas":
+        parts, strategy = {"relaxation": Concrete(tau=0.5, seed=1)}, FirstOrder()
+        loop = {"regularizers": [ResourceConstraint(weight=1e-3, image_size=8)]}
+    elif strategy == "lambda_darts":
+        loop, strategy, cells = {"weight_terms": [CellGradientAlignment(weight=0.5)]}, FirstOrder(), 5
     elif strategy == "pc_darts":
         parts, strategy = {"edge": PartialChannel(k=2), "edge_normalization": True}, FirstOrder()
     if strategy == "nb201":
         space = NB201SearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=1)
         strategy = FirstOrder()
     else:
-        space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3, **parts)
-    module = LitSearch(space, strategy)
+        space = CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=cells, **parts)
+    module = LitSearch(space, strategy, **loop)
     ddp = "ddp_spawn_find_unused_parameters_true" if module.space.unused_parameters else "ddp_spawn"
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy=ddp, max_epochs=1, limit_train_batches=3,
                         limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

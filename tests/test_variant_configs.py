@@ -2,7 +2,8 @@
 order it does not, and a resumed stochastic search continues exactly as the uninterrupted one.
 
 The overlays: configs/variants/gdas.yaml, fair_darts.yaml, drnas.yaml, beta_darts.yaml, sdarts_rs.yaml,
-sdarts_adv.yaml, darts_minus.yaml, pdarts.yaml (its first stage; the stages: tests/test_pdarts.py).
+sdarts_adv.yaml, darts_minus.yaml, pdarts.yaml (its first stage; the stages: tests/test_pdarts.py), reinmax.yaml,
+snas.yaml, lambda_darts.yaml.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from .conftest import REPO, run_cli, tiny_space
 from .conftest import run_dir as the_run_dir
 
 VARIANTS = REPO / "configs" / "variants"
-STOCHASTIC = {"gdas", "drnas", "pdarts"}  # samples or dropout masks: the unrolled finite difference is refused
-ALL = ["gdas", "fair_darts", "drnas", "beta_darts", "sdarts_rs", "sdarts_adv", "darts_minus", "pc_darts", "pdarts"]
+# samples or dropout masks: the unrolled finite difference is refused
+STOCHASTIC = {"gdas", "drnas", "pdarts", "reinmax", "snas"}
+ALL = ["gdas", "fair_darts", "drnas", "beta_darts", "sdarts_rs", "sdarts_adv", "darts_minus", "pc_darts", "pdarts",
+       "reinmax", "snas", "lambda_darts"]
 SMALL = ["--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
          "--trainer.enable_model_summary", "false",
          "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
@@ -81,11 +84,20 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("variant", ["gdas", "sdarts_rs"])
+SCHEDULED = {"gdas": "space.relaxation._extra_state", "sdarts_rs": "perturbation._extra_state",
+             "reinmax": "space.relaxation._extra_state", "snas": "space.relaxation._extra_state",
+             "lambda_darts": "weight_terms.0._extra_state"}
+"""Where each resumed variant's scheduled value is kept (its part's state)."""
+
+
+@pytest.mark.parametrize("variant", ["gdas", "sdarts_rs", "reinmax", "snas", "lambda_darts"])
 def test_resumed_stochastic_search_equals_the_uninterrupted_one(tmp_path: Path, variant: str, capsys) -> None:
-    """The sampling generator (GDAS), the perturbation generator (SDARTS-RS) and the schedules' values come back
-    from the checkpoint: a search stopped after epoch 0 and resumed ends with the uninterrupted run's alphas."""
+    """The sampling generator (GDAS, ReinMax, SNAS), the perturbation generator (SDARTS-RS) and the schedules' values
+    (a temperature, Λ-DARTS's weight) come back from the checkpoint: a search stopped after epoch 0 and resumed ends
+    with the uninterrupted run's alphas. Λ-DARTS runs on 5 cells (3 normal cells to align)."""
     common = ("--trainer.limit_train_batches", "3", "--trainer.deterministic", "true")
+    if variant == "lambda_darts":
+        common += ("--model.init_args.space.init_args.num_cells", "5")
     assert run(tmp_path / "a", variant, "--trainer.max_epochs", "3", *common) == 0, capsys.readouterr().err[-3000:]
     # stopped after epoch 0 (3 iterations, two optimizer steps each), as a kill after its checkpoint would
     assert run(tmp_path / "b", variant, "--trainer.max_epochs", "3", "--trainer.max_steps", "6", *common) == 0, \
@@ -97,7 +109,7 @@ def test_resumed_stochastic_search_equals_the_uninterrupted_one(tmp_path: Path, 
     a = final_state(the_run_dir(tmp_path / "a"))
     b = final_state(the_run_dir(tmp_path / "b"))
     assert a.keys() == b.keys()
-    scheduled = "space.relaxation._extra_state" if variant == "gdas" else "perturbation._extra_state"
+    scheduled = SCHEDULED[variant]
     assert a[scheduled] and a[scheduled] == b[scheduled]  # the value the schedule set, kept by its part
     for key in a:
         assert same(a[key], b[key]), key
@@ -196,3 +208,25 @@ def test_a_cnn_overlay_on_the_recurrent_config_names_the_reason(tiny_ptb: Path, 
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("darts-pl: error:")]
     assert code == 2 and len(lines) == 1
     assert "convolutional ops" in lines[0] and "the recurrent space takes none, tanh" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_snas_quickstart_overlay_costs_the_digits_resolution(tmp_path: Path, order: str, capsys) -> None:
+    """The resource constraint counts FLOPs and memory access at 8 px on the digits (its overlay: 32 px, CIFAR-10);
+    second order stays refused (the concrete sample is noise)."""
+    args = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(VARIANTS / "snas.yaml"),
+            "--config", str(VARIANTS / "quickstart" / "snas.yaml"), *SMALL, "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "2", "--trainer.default_root_dir", str(tmp_path)]
+    if order == "second":
+        args[5:5] = ["--config", str(REPO / "configs" / "second_order.yaml")]
+    code = run_cli(*args)
+    err = capsys.readouterr().err
+    if order == "second":
+        assert code == 2 and "relaxation Concrete" in err and not list(tmp_path.rglob("*.ckpt"))
+        return
+    assert code == 0, err[-3000:]
+    ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=False)
+    (constraint,) = ckpt["hyper_parameters"]["regularizers"]
+    assert constraint["class_path"] == "darts_pl.parts.ResourceConstraint"
+    assert constraint["init_args"]["image_size"] == 8

@@ -11,12 +11,13 @@ epoch. The search space carries whatever state it needs between batches (the RNN
 
 Variants of DARTS plug into this one loop through typed arguments (see ``configs/variants/``): the space's
 relaxation, edge and derivation; ``regularizers`` of the alpha loss; a ``perturbation`` of the architecture
-for the weight step; and ``schedules`` that move a part's coefficient over the epochs.
+for the weight step; ``weight_terms`` added to the weight step's gradient; and ``schedules`` that move a part's
+coefficient over the epochs.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -32,13 +33,13 @@ from darts_pl.distributed import broadcast_, configure_cpu_threads
 from darts_pl.errors import ConfigurationError, NonFiniteError
 from darts_pl.finite import FiniteChecks
 from darts_pl.modules.resumable import ResumableRNG
-from darts_pl.parts import ArchPerturbation, ArchRegularizer, Schedule
+from darts_pl.parts import ArchPerturbation, ArchRegularizer, Schedule, WeightStepTerm
 from darts_pl.search.base import LossOutput, SearchSpace
 from darts_pl.strategies import ArchStrategy, FirstOrder
 from darts_pl.strategies.base import grads_or_zeros
 
 PARTS = ("space", "strategy", "weight_optimizer", "arch_optimizer", "weight_scheduler", "regularizers",
-         "perturbation", "schedules")
+         "perturbation", "schedules", "weight_terms")
 """Constructor arguments that are objects (modules, optimizer factories), not plain settings."""
 
 
@@ -82,13 +83,16 @@ class LitSearch(ResumableRNG):
         perturbation: Edge weights for the weight step (SDARTS's random or adversarial perturbation); none
             trains the weights at the relaxation's edge weights, as DARTS does.
         schedules: Values that move over the epochs, set at the start of each epoch (GDAS's temperature...).
+        weight_terms: Terms added to the weight step's gradient before clipping (Λ-DARTS's alignment of the cells'
+            gradients); they see the step's own backward and may evaluate its loss again.
         method: The method's name (``darts``, ``gdas``...; each overlay in ``configs/variants/`` sets it): runs are
             filed under it (``<root>/<method>/version_N``) and the run's first line names it.
 
     Raises:
         ConfigurationError: an unrolled (second-order) strategy with a space that draws noise (a stochastic
             relaxation, skip dropout, RobustDARTS's ``noise`` op): the finite difference would compare passes that
-            each draw another sample, mask or noise. A schedule that would set a value outside its target's range
+            each draw another sample, mask or noise; likewise a weight-step term that evaluates the step's loss again.
+            A weight-step term the space cannot run. A schedule that would set a value outside its target's range
             (checked before the fit).
 
     Note:
@@ -111,6 +115,7 @@ class LitSearch(ResumableRNG):
         perturbation: ArchPerturbation | None = None,
         schedules: list[Schedule] | None = None,
         method: str = "darts",
+        weight_terms: list[WeightStepTerm] | None = None,
     ) -> None:
         super().__init__()
         # A checkpoint says how to rebuild its module. Built by darts-pl (LightningCLI), the hyperparameters are
@@ -140,6 +145,7 @@ class LitSearch(ResumableRNG):
         self.regularizers = torch.nn.ModuleList(regularizers or [])
         self.perturbation = perturbation
         self.schedules = torch.nn.ModuleList(schedules or [])
+        self.weight_terms = torch.nn.ModuleList(weight_terms or [])
         if not isinstance(method, str) or not method or not all(c.isalnum() or c in "-_." for c in method):
             raise ConfigurationError(f"LitSearch: method={method!r} names the run's directory; use letters, digits, "
                                      "'-', '_' or '.' (e.g. darts, gdas, pc_darts).")
@@ -151,6 +157,13 @@ class LitSearch(ResumableRNG):
                 f"LitSearch: strategy={type(self.strategy).__name__} (unrolled, second order) cannot be combined with "
                 f"parts that draw noise ({', '.join(space.noise_sources())}): its finite difference compares passes "
                 "that would each draw another sample or mask. Use strategy FirstOrder (as the methods' authors do).")
+        for term in self.weight_terms:
+            term.check_space(space)
+            if term.reruns_forward and space.stochastic:
+                raise ConfigurationError(
+                    f"LitSearch: the weight-step term {type(term).__name__} evaluates the step's loss again, which "
+                    f"cannot be combined with parts that draw noise ({', '.join(space.noise_sources())}): each pass "
+                    "would draw another sample or mask. Use a deterministic relaxation (Softmax, Sigmoid).")
         self.skipped_batches = 0
         self._checked_for: L.Trainer | None = None
         # Alphas get their gradients from torch.autograd.grad, averaged by the strategy; DDP must not
@@ -226,6 +239,7 @@ class LitSearch(ResumableRNG):
         loop = [f"strategy {self.strategy!r}"]
         loop += [f"regularizer {r!r}" for r in self.regularizers]
         loop += [f"perturbation {self.perturbation!r}"] if self.perturbation is not None else []
+        loop += [f"weight term {t!r}" for t in self.weight_terms]
         loop += [f"schedule {s!r}" for s in self.schedules]
         if self.warmup_epochs:
             loop.append(f"{self.warmup_epochs} warm-up epochs")
@@ -312,10 +326,9 @@ class LitSearch(ResumableRNG):
                 # The alpha step's result (a few small tensors): genotypes and files never see a NaN alpha.
                 checks.add_all(_model_state(arch_opt.optimizer), "alphas or their optimizer state after the "
                                "alpha step", recoverable=False)
-                out = self._weight_loss(train_batch)
-                checks.add(out.loss, "training loss")
                 weights = self.space.weight_parameters()
-                self.manual_backward(out.loss, inputs=weights)
+                out = self._weight_gradients(train_batch, weights)
+                checks.add(out.loss, "training loss")
                 grads = [w.grad for w in weights if w.grad is not None]
                 checks.add(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))), "weight gradient norm")
                 if skip:
@@ -342,11 +355,53 @@ class LitSearch(ResumableRNG):
 
     def _weight_loss(self, train_batch: Any) -> LossOutput:
         """The weight step's loss: at the relaxation's edge weights, or at the perturbation's."""
+        with self._weight_step_edges(train_batch):
+            return self.space(train_batch, "train", regularized=True)
+
+    @contextlib.contextmanager
+    def _weight_step_edges(self, train_batch: Any) -> Iterator[None]:
+        """Every forward inside runs at the weight step's edge weights: the relaxation's, or the perturbation's (drawn
+        once for the step)."""
         if self.perturbation is None:
-            return self.space(train_batch, "train", regularized=True)
-        weights = self.perturbation.perturb(self.space, train_batch)
-        with self.space.fixed_edge_weights(weights):
-            return self.space(train_batch, "train", regularized=True)
+            yield
+            return
+        with self.space.fixed_edge_weights(self.perturbation.perturb(self.space, train_batch)):
+            yield
+
+    def _weight_gradients(self, train_batch: Any, weights: Sequence[torch.Tensor],
+                          backward: Callable[[torch.Tensor, list[torch.Tensor]], None] | None = None) -> LossOutput:
+        """The weight step's forward and backward into the weights' ``.grad`` (``backward(loss, inputs)``, by default
+        ``manual_backward``), then the weight-step terms' gradients added to them."""
+        if backward is None:
+            def backward(loss: torch.Tensor, inputs: list[torch.Tensor]) -> None:
+                self.manual_backward(loss, inputs=inputs)
+        weights = list(weights)
+        with self._weight_step_edges(train_batch), contextlib.ExitStack() as watching:
+            watched = [watching.enter_context(term.watch(self.space)) for term in self.weight_terms]
+            out = self.space(train_batch, "train", regularized=True)
+            watching.close()
+            backward(out.loss, weights + [t for tensors in watched for t in tensors])
+            for term, tensors in zip(self.weight_terms, watched):
+                self._add_weight_term(term, train_batch, weights, tensors)
+        return out
+
+    def _add_weight_term(self, term: WeightStepTerm, train_batch: Any, weights: list[torch.Tensor],
+                         watched: list[torch.Tensor]) -> None:
+        def loss() -> torch.Tensor:
+            return self.space(train_batch, "train", regularized=True).loss
+
+        grads = [torch.zeros_like(t) if t.grad is None else t.grad for t in watched]
+        extra = term.gradients(self.space, loss, weights, grads)
+        if extra is None:
+            return
+        for weight, grad in zip(weights, extra):
+            if weight.grad is None:
+                weight.grad = grad.detach().clone()
+            else:
+                weight.grad.add_(grad.to(weight.grad.dtype))
+        if self._trainer is not None:
+            for name, value in term.metrics.items():
+                self.log(f"weight_terms/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
 
     def on_train_epoch_end(self) -> None:
         self._log_split("train")  # weight steps

@@ -3,6 +3,7 @@
 from darts_pl.parts import (
     ArgmaxPerEdge,
     AuxiliarySkip,
+    Concrete,
     Derivation,
     Dirichlet,
     Edge,
@@ -13,6 +14,7 @@ from darts_pl.parts import (
     MaxSkips,
     OpWrapper,
     PartialChannel,
+    ReinMax,
     Relaxation,
     SampledOp,
     SeededNoise,
@@ -30,8 +32,9 @@ from darts_pl.search.nb201 import NB201SearchCell, NB201SearchSpace
 from darts_pl.search.rnn import RNNSearchSpace
 
 __all__ = [
-    "ArgmaxPerEdge", "AuxiliarySkip", "CNNSearchSpace", "Derivation", "Dirichlet", "Edge", "EdgeNormalization",
-    "EdgeWeights", "GumbelSoftmax", "JointTopK", "LossOutput", "MaxSkips", "MixedOp", "NB201SearchCell",
-    "NB201SearchSpace", "OpWrapper", "PartialChannel", "RNNSearchSpace", "Relaxation", "SampledOp", "SearchSpace",
-    "SeededNoise", "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightedSum", "check_primitives",
+    "ArgmaxPerEdge", "AuxiliarySkip", "CNNSearchSpace", "Concrete", "Derivation", "Dirichlet", "Edge",
+    "EdgeNormalization", "EdgeWeights", "GumbelSoftmax", "JointTopK", "LossOutput", "MaxSkips", "MixedOp",
+    "NB201SearchCell", "NB201SearchSpace", "OpWrapper", "PartialChannel", "RNNSearchSpace", "ReinMax", "Relaxation",
+    "SampledOp", "SearchSpace", "SeededNoise", "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightedSum",
+    "check_primitives",
 ]

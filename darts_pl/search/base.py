@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -43,6 +43,9 @@ from darts_pl.parts.relaxation import EdgeWeights, Relaxation, Softmax
 from darts_pl.search.projection import EdgeProjection
 
 Stream = Literal["train", "val"]
+CellHook = Callable[[str, int, torch.Tensor], torch.Tensor]
+"""``hook(cell type, position among the cells of that type, op weights (edges, ops)) -> op weights`` (see
+:meth:`SearchSpace.per_cell`)."""
 
 
 class LossOutput(NamedTuple):
@@ -80,6 +83,9 @@ class SearchSpace(nn.Module, ABC):
     has_edges: ClassVar[bool] = True
     #: A relaxation that samples one op per edge (GDAS) can run here.
     accepts_sampling: ClassVar[bool] = True
+    #: Its forward runs every cell's edge weights through :meth:`cell_edge_weights`, so parts can act on each cell
+    #: alone (:meth:`per_cell`: Λ-DARTS's per-cell gradients, the cost table of SNAS's resource constraint).
+    per_cell_weights: ClassVar[bool] = False
 
     def __init__(self, relaxation: Relaxation | None = None, derivation: Derivation | None = None,
                  edge: Edge | None = None, op_wrappers: Sequence[OpWrapper] | None = None,
@@ -114,6 +120,8 @@ class SearchSpace(nn.Module, ABC):
         self._in_degrees: list[int] = []
         self._fixed_edge_weights: Mapping[str, EdgeWeights] | None = None
         self._projection: EdgeProjection | None = None
+        self._cell_hook: CellHook | None = None
+        self._cells_run: dict[str, int] = {}
 
     def add_cells(self, cells: Mapping[str, nn.Parameter], in_degrees: Sequence[int] = (),
                   init: Literal["randn", "zeros"] = "randn", init_scale: float = 1e-3) -> None:
@@ -212,6 +220,7 @@ class SearchSpace(nn.Module, ABC):
         """The edge weights of one forward pass per cell type (a new sample for stochastic relaxations), or those a
         weight-step hook fixed (:meth:`fixed_edge_weights`); with edge normalisation, each edge's ``scale`` too;
         inside :meth:`projected`, with the projection's decided edges and masked ops applied on top."""
+        self._cells_run = {}  # a new forward: cells count from 0 in cell_edge_weights
         if self._fixed_edge_weights is not None:
             weights = dict(self._fixed_edge_weights)
         else:
@@ -232,6 +241,35 @@ class SearchSpace(nn.Module, ABC):
             yield
         finally:
             self._fixed_edge_weights = None
+
+    def cell_edge_weights(self, cell: str, weights: EdgeWeights) -> EdgeWeights:
+        """The edge weights that one cell of type ``cell`` runs with, ``weights`` (its type's :meth:`edge_weights`)
+        unless a hook of :meth:`per_cell` changes them. Spaces that declare :attr:`per_cell_weights` call it for each
+        cell, in the order the cells run; cells of a type count from 0 at each :meth:`edge_weights` call."""
+        if self._cell_hook is None:
+            return weights
+        position = self._cells_run.get(cell, 0)
+        self._cells_run[cell] = position + 1
+        return weights._replace(weights=self._cell_hook(cell, position, weights.weights))
+
+    @contextlib.contextmanager
+    def per_cell(self, hook: CellHook) -> Iterator[None]:
+        """Inside the block, cell ``i`` of type ``c`` runs with ``hook(c, i, weights)`` as its op weights
+        (``(edges, ops)``; the sampled ops and edge scales stay). Λ-DARTS adds a tensor of its own per cell to read
+        each cell's gradient, and moves each cell's weights apart for its finite difference.
+
+        Raises:
+            ConfigurationError: the space does not run its cells' weights through :meth:`cell_edge_weights`.
+        """
+        if not self.per_cell_weights:
+            raise ConfigurationError(f"{type(self).__name__} does not give its cells' edge weights one cell at a time "
+                                     "(per_cell_weights), which this part needs; use CNNSearchSpace or "
+                                     "NB201SearchSpace.")
+        previous, self._cell_hook = self._cell_hook, hook
+        try:
+            yield
+        finally:
+            self._cell_hook = previous
 
     @contextlib.contextmanager
     def projected(self, projection: EdgeProjection) -> Iterator[None]:

@@ -23,7 +23,7 @@ search network has a stem of three stride-2 convolutions (``stem="imagenet"``, t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -109,6 +109,8 @@ class CNNSearchSpace(SearchSpace):
         skip_dropout: A shorthand for ``op_wrappers: [SkipDropout(p)]`` (P-DARTS; 0 adds none). A schedule moves the
             rate through the target ``space.skip_dropout.p``.
     """
+
+    per_cell_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -203,7 +205,7 @@ class CNNSearchSpace(SearchSpace):
         s1 = self.stem1(s0) if self.stem1 is not None else s0
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], self.edge)
+            s0, s1 = s1, cell(s0, s1, self.cell_edge_weights(kind, weights[kind]), self.edge)
         return self.classifier(self.global_pooling(s1).flatten(1))  # (B, classes)
 
     def forward(self, batch: Any, stream: Stream = "train", regularized: bool = False) -> LossOutput:

@@ -27,7 +27,7 @@ Notes (as the authors' search models, unlike the DARTS space):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -122,6 +122,8 @@ class NB201SearchSpace(SearchSpace):
             edge, or a sampling edge with a relaxation that samples nothing.
     """
 
+    per_cell_weights: ClassVar[bool] = True
+
     def __init__(
         self,
         num_classes: int = 10,
@@ -179,7 +181,10 @@ class NB201SearchSpace(SearchSpace):
         weights = self.edge_weights()["cell"]  # (edges, ops), one sample per forward, shared by every cell
         feature = self.stem(x)
         for cell in self.cells:
-            feature = cell(feature, weights, self.edge) if isinstance(cell, NB201SearchCell) else cell(feature)
+            if isinstance(cell, NB201SearchCell):
+                feature = cell(feature, self.cell_edge_weights("cell", weights), self.edge)
+            else:  # a residual block between stages
+                feature = cell(feature)
         out = self.global_pooling(self.lastact(feature)).flatten(1)  # (B, 4C)
         return self.classifier(out)  # (B, classes)
 
