@@ -149,6 +149,20 @@ def test_nonfinite_skip_counts_and_continues(tmp_path: Path) -> None:
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+KILLED_IN_EPOCH_1 = r"""
+import os, signal, sys
+from darts_pl.modules import LitClassifier
+step = LitClassifier.training_step
+def training_step(self, batch, batch_idx):
+    if self.current_epoch == 1 and batch_idx == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch, batch_idx)
+LitClassifier.training_step = training_step
+from darts_pl.cli import main
+main(sys.argv[1:])
+"""
+
+
 def test_killed_training_job_resumes_to_the_same_weights(tmp_path: Path) -> None:
     def train_cli(root: Path, *extra: str) -> list[str]:
         return [sys.executable, "-m", "darts_pl.cli", "fit", "--config", str(REPO / "configs" / "train_digits.yaml"),
@@ -160,15 +174,12 @@ def test_killed_training_job_resumes_to_the_same_weights(tmp_path: Path) -> None
     reference = subprocess.run(train_cli(tmp_path / "a"), env=env(), capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr[-3000:]
     root_b = tmp_path / "b"
-    proc = subprocess.Popen(train_cli(root_b), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed in epoch 1, batch 3 (after epoch 0's checkpoint): at a fixed point, however fast the machine is
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_EPOCH_1, *train_cli(root_b)[3:]], env=env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     ckpt = root_b / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(ckpt, weights_only=False)["epoch"] < 2, "the run finished before it could be killed"
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 0
     resumed = subprocess.run(train_cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
