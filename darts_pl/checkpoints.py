@@ -97,21 +97,26 @@ def _first_line(err: BaseException) -> str:
     return text[0][:200] if text else type(err).__name__
 
 
-def newest_checkpoint(directory: str | os.PathLike[str]) -> tuple[Path | None, list[str]]:
-    """The newest intact ``*.ckpt`` in ``directory`` and one line per damaged file passed over.
+def newest_checkpoint(directory: str | os.PathLike[str]) -> tuple[Path | None, dict[Path, str]]:
+    """The newest intact ``*.ckpt`` in ``directory``, and each damaged file passed over with the reason.
 
     Newest means the highest training step, then epoch, then modification time: what the files hold,
-    not what they are called.
+    not what they are called. A file that disappears while it is looked at (a running ``ModelCheckpoint``
+    removes the checkpoints it no longer keeps) is passed over silently.
     """
     directory = Path(directory)
-    ranked, damaged = [], []
+    ranked, damaged = [], {}
     for path in sorted(directory.glob("*.ckpt")) if directory.is_dir() else []:
         try:
             header = read_checkpoint_header(path)
-        except ConfigurationError as err:
-            damaged.append(str(err))
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
             continue
-        ranked.append(((header["global_step"], header["epoch"], path.stat().st_mtime), path))
+        except ConfigurationError as err:
+            if path.exists():
+                damaged[path] = str(err)
+            continue
+        ranked.append(((header["global_step"], header["epoch"], mtime), path))
     return (max(ranked)[1] if ranked else None), damaged
 
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import secrets
 import signal
+import string
 import sys
 import threading
 import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
@@ -26,14 +31,25 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from tqdm.contrib.logging import logging_redirect_tqdm
 from typing_extensions import override
 
 from darts_pl.atomic import atomic_write
-from darts_pl.callbacks.rundir import claim_version, newest_run, run_dir, version_number
+from darts_pl.callbacks.rundir import (
+    LOCK_FILE,
+    RunInUseError,
+    RunLock,
+    claim_version,
+    newest_run,
+    run_dir,
+    version_number,
+)
 from darts_pl.checkpoints import AtomicCheckpointIO, check_compatible, newest_checkpoint, read_checkpoint_header
+from darts_pl.cli_hints import another_model, class_path_typo, overlay_order
 from darts_pl.data.switching import refuse_dropped_settings, watch_dropped_settings
 from darts_pl.errors import ConfigurationError, DataNotFoundError, NonFiniteError
 from darts_pl.modules.search import LitSearch
+from darts_pl.spawn import use_file_results
 
 LINKED_FROM_DATA = ("num_classes", "in_channels", "num_tokens")
 _DDP_FAMILY = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -83,6 +99,10 @@ class DartsCLI(LightningCLI):
     claimed: Path | None = None
     """The topmost directory this process created for its run (``main`` removes it again, while still empty
     of files, if the run fails before it starts)."""
+    lock: RunLock | None = None
+    """The run directory's lock, held by this process until ``main`` returns (see ``RunLock``)."""
+    resumed: tuple[Path, Path] | None = None
+    """``(run, directory of its runs)`` when ``--ckpt_path last`` chose the run to continue."""
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)
@@ -91,6 +111,34 @@ class DartsCLI(LightningCLI):
         parser._allow_abbrev_given = True
         watch_dropped_settings(parser)  # `--data Other` over a config must not drop a setting silently
         return parser
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # `fit --print_config` prints what the run would take: the data module's sizes linked into the model, as
+        # before_instantiate_classes links them (jsonargparse prints before anything of ours runs).
+        argv = sys.argv[1:] if args is None else args
+        request = _print_config_request(argv, self.subcommands())
+        if request is None:
+            super().parse_arguments(parser, args)
+            return
+        flags, rest = request
+        if args is None:  # keep reading sys.argv (LightningCLI warns when it is given both)
+            saved, sys.argv = sys.argv, [sys.argv[0], *rest]
+            try:
+                super().parse_arguments(parser, None)
+            finally:
+                sys.argv = saved
+        else:
+            super().parse_arguments(parser, rest)
+        self.subcommand = self.config["subcommand"]
+        try:
+            cfg = self._resolve()
+        except (ConfigurationError, DataNotFoundError) as err:  # the sizes need the data, which is not there
+            cfg = self.config[self.subcommand]
+            print(f"darts-pl: --print_config: the sizes the run takes from the data are not filled in: {err}",
+                  file=sys.stderr)
+        sys.stdout.write(self._parser(self.subcommand).dump(cfg, **flags))
+        raise SystemExit(0)
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the given checkpoint here: a damaged one must be one line, not a pickle traceback.
@@ -101,12 +149,17 @@ class DartsCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
-        refuse_dropped_settings()
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        _link(cfg.get("model"), _data_sizes(cfg.get("data")))
+        cfg = self._resolve()
         _check_trainer(cfg.get("trainer"))
         if self.subcommand == "fit":
             DartsCLI.claimed = place_run(cfg)
+
+    def _resolve(self) -> Namespace:
+        """The subcommand's config as it runs: no setting dropped by a class switch, the data's sizes linked."""
+        refuse_dropped_settings()
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        _link(cfg.get("model"), _data_sizes(cfg.get("data")))
+        return cfg
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         strategy = (self._get(self.config_init, "trainer", default={}) or {}).get("strategy")
@@ -118,6 +171,7 @@ class DartsCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        use_file_results(trainer)  # ddp_spawn: rank 0's result would not fit through Lightning's pipe
         return trainer
 
     def before_fit(self) -> None:
@@ -125,9 +179,69 @@ class DartsCLI(LightningCLI):
         # must not leave traces in its run.
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         if ckpt_path:
-            check_compatible(self.model, ckpt_path)
+            self._check_checkpoint(ckpt_path)
         if isinstance(self.model, LitSearch):
             self.model.check_fit(self.trainer)  # schedules' ranges and DDP's settings, before any file is written
+
+    def _check_checkpoint(self, ckpt_path: str) -> None:
+        """Refuse a checkpoint of another model; after ``--ckpt_path last``, say what the newest run was and which
+        run of this config there is to continue."""
+        try:
+            check_compatible(self.model, ckpt_path)
+        except ConfigurationError as err:
+            if DartsCLI.resumed is None:
+                raise
+            config = yaml.safe_load(self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False))
+            raise ConfigurationError(f"{err} {another_model(*DartsCLI.resumed, config.get('model'))}") from None
+
+
+_PRINT_FLAGS = {"skip_default": "skip_default", "skip_unset": "skip_unset", "skip_null": "skip_unset",
+                "comments": "with_comments"}
+
+
+def _print_config_request(argv: Any, subcommands: Any) -> tuple[dict[str, bool], list[str]] | None:
+    """``(dump flags, the other arguments)`` for ``SUBCOMMAND ... --print_config[=flags]``, else ``None``."""
+    if not isinstance(argv, (list, tuple)):
+        return None
+    start = next((i for i, arg in enumerate(argv) if arg in subcommands), None)
+    given = [arg for arg in argv[start or 0:] if arg.split("=")[0] == "--print_config"] if start is not None else []
+    if not given:
+        return None
+    flags = {"skip_unset": False}
+    for flag in filter(None, given[-1].partition("=")[2].split(",")):
+        if flag not in _PRINT_FLAGS:
+            raise ConfigurationError(f"--print_config={flag}: unknown flag; use one or more of skip_default, "
+                                     "skip_unset, comments (separated by commas).")
+        flags[_PRINT_FLAGS[flag]] = True
+    return flags, [arg for i, arg in enumerate(argv) if i < start or arg not in given]
+
+
+class _Resolved(Exception):
+    """Carries a resolved config out of ``LightningCLI.__init__`` before anything is instantiated."""
+
+    def __init__(self, config: Namespace) -> None:
+        super().__init__("resolved")
+        self.config = config
+
+
+class _ResolveOnly(DartsCLI):
+    @override
+    def before_instantiate_classes(self) -> None:
+        raise _Resolved(self._resolve())
+
+
+def resolve_config(args: list[str]) -> Namespace:
+    """The config of ``darts-pl fit ARGS`` as it would run (data sizes linked), without instantiating, placing or
+    writing anything.
+
+    Raises:
+        ArgumentError: A bad config, as ``darts-pl`` would report it (``main``'s reasons apply).
+    """
+    try:
+        _ResolveOnly(args=["fit", *args], **CLI_KWARGS)
+    except _Resolved as resolved:
+        return resolved.config
+    raise AssertionError("LightningCLI returned without resolving its config")
 
 
 class RunConfig(SaveConfigCallback):
@@ -180,8 +294,9 @@ def place_run(cfg: Namespace) -> Path | None:
     A new run claims ``<root>/<name>/version_N`` atomically (TensorBoard/CSV loggers, and no logger, where the
     trainer's root becomes the run's directory); a W&B run's directory is named by its unique id. ``last``
     looks only among the runs of this job's root and logger (W&B: this project), takes the one whose
-    checkpoints were written last and resumes from its newest intact checkpoint. Returns the directory it
-    created, if any.
+    checkpoints were written last and resumes from its newest intact checkpoint. Rank 0 locks the run's
+    directory for the life of the process (``RunLock``): a resume of a run that is still running is refused.
+    Returns the directory it created, if any.
     """
     root = Path(cfg.trainer.get("default_root_dir") or os.getcwd()).absolute()
     cfg.trainer.default_root_dir = str(root)
@@ -191,27 +306,70 @@ def place_run(cfg: Namespace) -> Path | None:
         logger = cfg.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                                 init_args=Namespace(save_dir=str(root)))
     init_args = logger.init_args if isinstance(logger, Namespace) else Namespace()
-    if kind in ("versioned", "wandb"):
-        init_args.save_dir = str(Path(init_args.get("save_dir") or root).absolute())
-    parent = {"versioned": lambda: Path(init_args.save_dir) / (init_args.get("name") or "lightning_logs"),
-              "wandb": lambda: Path(init_args.save_dir) / (init_args.get("project") or "lightning_logs"),
-              "none": lambda: root / "lightning_logs", "other": lambda: None}[kind]()
+    parent = _runs_directory(cfg, kind, init_args)
     _overwrite_own_checkpoints(cfg.trainer)
     if cfg.get("ckpt_path") == "last":
         run = _resume(cfg, kind, parent)
-        if run is not None:
+        if run is not None and parent is not None:
             _continue_in(run, cfg, kind, init_args)
+            DartsCLI.resumed = (run, parent)
             return None
     if rank_zero_only.rank != 0 or parent is None:
         return None  # other ranks get rank 0's directory by broadcast (run_dir, ModelCheckpoint)
     created = next((p for p in reversed([parent, *parent.parents]) if not p.exists()), None)
-    if kind == "versioned" and init_args.get("version") is None:
-        init_args.version = claim_version(parent)
-        return created or parent / f"version_{init_args.version}"
-    if kind == "none":
-        cfg.trainer.default_root_dir = str(parent / f"version_{claim_version(parent)}")
-        return created or Path(cfg.trainer.default_root_dir)
-    return None
+    run, fresh = _new_run(cfg, kind, parent, init_args)
+    _hold(run, "choose another version (or id), or leave it unset for a new one")  # creates a named one
+    return created or (run if fresh else None)
+
+
+def _runs_directory(cfg: Namespace, kind: str, init_args: Namespace) -> Path | None:
+    """Where this job's runs are: ``<save dir>/<name>`` (the logger's name, else the search method, else
+    ``lightning_logs``), ``<save dir>/<project>`` for W&B, ``None`` for a logger of another kind."""
+    root = Path(cfg.trainer.default_root_dir)
+    model_args = cfg.get("model", Namespace()).get("init_args") if isinstance(cfg.get("model"), Namespace) else None
+    method = model_args.get("method") if isinstance(model_args, Namespace) else None
+    if kind in ("versioned", "wandb"):
+        init_args.save_dir = str(Path(init_args.get("save_dir") or root).absolute())
+    if kind == "versioned":
+        if init_args.get("name") in (None, "", "lightning_logs") and method:  # unset, or the loggers' default
+            init_args.name = str(method)  # runs/quickstart/gdas/version_N
+        return Path(init_args.save_dir) / (init_args.get("name") or "lightning_logs")
+    if kind == "wandb":
+        return Path(init_args.save_dir) / (init_args.get("project") or "lightning_logs")
+    return root / str(method or "lightning_logs") if kind == "none" else None
+
+
+def _new_run(cfg: Namespace, kind: str, parent: Path, init_args: Namespace) -> tuple[Path, bool]:
+    """The directory of a new run: a fresh ``version_N`` (claimed), or the version or W&B id the config names;
+    and whether this process creates it."""
+    if kind == "wandb":
+        init_args.id = init_args.get("id") or init_args.get("version") or _run_id()  # the run's directory, known now
+        return parent / init_args.id, not (parent / init_args.id).exists()
+    if init_args.get("version") is not None:
+        version = init_args.version
+        run = parent / (version if isinstance(version, str) else f"version_{version}")
+        return run, not run.exists()
+    number = claim_version(parent)
+    if kind == "versioned":
+        init_args.version = number
+    else:
+        cfg.trainer.default_root_dir = str(parent / f"version_{number}")
+    return parent / f"version_{number}", True
+
+
+def _run_id() -> str:
+    """A new W&B run id (8 lowercase letters and digits, as W&B makes them)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _hold(run: Path, fix: str) -> None:
+    """Lock ``run`` for this process (see ``RunLock``), or refuse in one line naming the process holding it."""
+    try:
+        DartsCLI.lock = RunLock(run)
+    except RunInUseError as err:
+        holder = f"process {err.pid}" if err.pid is not None else "another process"
+        raise ConfigurationError(f"run directory {str(run)!r} is in use by {holder}; wait for it or {fix}.") from None
 
 
 def _continue_in(run: Path, cfg: Namespace, kind: str, init_args: Namespace) -> None:
@@ -242,23 +400,72 @@ def _resume(cfg: Namespace, kind: str, parent: Path | None) -> Path | None:
                                  f"job's runs are; with {cfg.trainer.logger.class_path} pass the checkpoint's path.")
     run = newest_run(parent)
     if run is None:
-        print(f"darts-pl: --ckpt_path last: no checkpoint of an earlier run in {str(parent)!r}; starting a new run.",
-              file=sys.stderr)
+        older = parent.with_name("lightning_logs")  # where runs went before they were named after their method
+        hint = (f" (runs in {str(older)!r} are not looked at: to continue one, give its checkpoint's path)"
+                if older != parent and newest_run(older) is not None else "")
+        print(f"darts-pl: --ckpt_path last: no checkpoint of an earlier run in {str(parent)!r}{hint}; starting a new "
+              "run.", file=sys.stderr)
         cfg.ckpt_path = None
         return None
-    for stale in run.rglob(".*.tmp") if rank_zero_only.rank == 0 else []:
-        stale.unlink(missing_ok=True)  # an atomic write that a kill interrupted (only this run writes there)
+    rank_zero = rank_zero_only.rank == 0
+    if rank_zero:
+        _hold(run, "start a new run without --ckpt_path")
+        for stale in run.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)  # an atomic write that a kill interrupted (its writer is gone: the lock)
     ckpt, damaged = newest_checkpoint(run / "checkpoints")
-    for line in damaged:
-        print(f"darts-pl: --ckpt_path last: passing over a damaged file: {line}", file=sys.stderr)
+    if ckpt is None and not damaged:
+        raise ConfigurationError(f"--ckpt_path last: the checkpoints in {str(run / 'checkpoints')!r} were removed "
+                                 "while they were read; try again.")
     if ckpt is None:
         raise ConfigurationError(f"--ckpt_path last: every checkpoint in {str(run / 'checkpoints')!r} is damaged; "
                                  "remove them to start that run again, or start a new run without --ckpt_path.")
-    if damaged:
+    for path, reason in damaged.items() if rank_zero else []:
+        print(f"darts-pl: --ckpt_path last: passing over a damaged file: {reason}; moved it to "
+              f"{str(_move_aside(path))!r}.", file=sys.stderr)
+    if damaged and rank_zero:
         print(f"darts-pl: --ckpt_path last: resuming from the newest intact checkpoint, {str(ckpt)!r}.",
               file=sys.stderr)
     cfg.ckpt_path = str(ckpt)
     return run
+
+
+def _move_aside(path: Path) -> Path:
+    """Move a damaged checkpoint into ``damaged/`` beside it (a later ``last`` would pass over it again, and
+    ``ModelCheckpoint`` would count it among the ones it keeps); returns where it went."""
+    target = path.parent / "damaged" / path.name
+    target.parent.mkdir(exist_ok=True)
+    number = 0
+    while target.exists():
+        number += 1
+        target = target.with_name(f"{path.stem}.{number}{path.suffix}")
+    path.rename(target)
+    return target
+
+
+NESTED_HELP = (
+    "--model.help darts_pl.modules.LitSearch",
+    "--model.help darts_pl.modules.LitClassifier",
+    "--data.help DigitsDataModule",
+    "--trainer.callbacks.help GenotypeCheckpoint",
+    "--config configs/quickstart.yaml --model.init_args.space.help CNNSearchSpace",
+    "--config configs/quickstart.yaml --model.init_args.space.init_args.relaxation.help GumbelSoftmax",
+    "--config configs/quickstart.yaml --model.init_args.strategy.help SecondOrder",
+    "--config configs/quickstart.yaml --model.init_args.weight_optimizer.help torch.optim.SGD",
+)
+"""Spellings of the nested help that work (tested): a part's help needs the class of the part holding it, from a
+config or an earlier ``--model CLASS``."""
+
+FIT_HELP = (
+    "Search a cell (darts_pl.modules.LitSearch) or train one (darts_pl.modules.LitClassifier, LitLanguageModel). "
+    "Every part is a class with settings of its own, listed by its help: "
+    f"{NESTED_HELP[0]}; {NESTED_HELP[1]}; {NESTED_HELP[2]}; {NESTED_HELP[3]}. The help of a part of the model "
+    f"needs the model's class first, from its config (or --model CLASS): {NESTED_HELP[4]}; {NESTED_HELP[5]}; "
+    f"{NESTED_HELP[6]}; {NESTED_HELP[7]}. --print_config prints the whole config a command would run."
+)
+
+CLI_KWARGS: dict[str, Any] = {"subclass_mode_model": True, "subclass_mode_data": True,
+                               "save_config_callback": RunConfig, "save_config_kwargs": {"overwrite": True},
+                               "parser_kwargs": {"fit": {"description": FIT_HELP}}}
 
 
 def main(args: list[str] | None = None) -> None:
@@ -266,8 +473,10 @@ def main(args: list[str] | None = None) -> None:
     and SIGINT exit with 143 and 130 once the run has stopped (its last checkpoint intact)."""
     interrupted, previous = _catch_sigint()
     try:
-        DartsCLI(subclass_mode_model=True, subclass_mode_data=True, args=args,
-                 save_config_callback=RunConfig, save_config_kwargs={"overwrite": True})
+        with _quiet_thread_write_errors() as thread_errors, log_above_progress_bars():
+            DartsCLI(args=args, **CLI_KWARGS)
+        if thread_errors:  # a logger's writer thread failed and the run never noticed: still one line, status 2
+            raise thread_errors[0]
     except SIGTERMException:
         _stopped("SIGTERM", 143)
     except KeyboardInterrupt:
@@ -282,7 +491,7 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     except Exception as err:  # re-raised below unless it is a configuration or data problem
         _release_claim()
-        reason = _reason(err)
+        reason = _reason(err, sys.argv[1:] if args is None else args)
         if reason is None:
             raise
         print(f"darts-pl: error: {reason}", file=sys.stderr)
@@ -290,6 +499,40 @@ def main(args: list[str] | None = None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        _release_lock()
+
+
+def log_above_progress_bars() -> contextlib.AbstractContextManager[None]:
+    """Log messages (the genotype of each epoch, Lightning's notes) through ``tqdm.write``: written straight to
+    the terminal, a message starts wherever the progress bar left the cursor, at the end of the bar's line;
+    ``tqdm.write`` clears the bars, writes the message on a line of its own and draws the bars again."""
+    loggers = [logging.root, logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")]
+    # Only where a console handler writes (tqdm's helper adds one to every logger it is given).
+    consoles = [logger for logger in loggers if any(
+        type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr)
+        for handler in logger.handlers)]
+    return logging_redirect_tqdm(loggers=consoles) if consoles else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _quiet_thread_write_errors() -> Iterator[list[OSError]]:
+    """Keep a full disk or a read-only filesystem met by a background thread (TensorBoard's event writer) from
+    printing its traceback beside the run's one line: the error is collected instead. The writer raises it
+    again in the run at its next call, which reports it; one the run never met is reported by ``main``."""
+    collected: list[OSError] = []
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in _WRITE_ERRORS:
+            collected.append(args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield collected
+    finally:
+        threading.excepthook = previous
 
 
 def _catch_sigint() -> tuple[list[bool], Any]:
@@ -312,10 +555,22 @@ def _stopped(name: str, status: int) -> None:
     raise SystemExit(status) from None
 
 
+def _release_lock() -> None:
+    DartsCLI.resumed = None
+    lock, DartsCLI.lock = DartsCLI.lock, None
+    if lock is not None:
+        lock.release()
+
+
 def _release_claim() -> None:
-    """Remove the run directory this process created if the run failed before writing into it."""
+    """Remove the run directory this process created if the run failed before writing into it (but for its
+    lock file: nothing can be waiting for that run, it has no checkpoint to resume)."""
+    _release_lock()
     claimed, DartsCLI.claimed = DartsCLI.claimed, None
-    if claimed is not None and claimed.is_dir() and not any(p.is_file() for p in claimed.rglob("*")):
+    files = [p for p in claimed.rglob("*") if p.is_file()] if claimed is not None and claimed.is_dir() else None
+    if claimed is not None and files is not None and all(p.name == LOCK_FILE for p in files):
+        for lock in files:
+            lock.unlink(missing_ok=True)
         for directory in sorted((p for p in claimed.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 directory.rmdir()
@@ -327,8 +582,9 @@ _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "E
           "Expected a <class 'NoneType'>", "Given value type:")
 
 
-def _reason(err: BaseException) -> str | None:
-    """One line for a bad setting or missing data; ``None`` for any other failure (a real bug)."""
+def _reason(err: BaseException, argv: Sequence[str] = ()) -> str | None:
+    """One line for a bad setting or missing data (``argv``: the command's arguments); ``None`` for any other
+    failure (a real bug)."""
     seen: BaseException | None = err
     while seen is not None:  # our own errors, possibly wrapped by the config parser
         if isinstance(seen, (ConfigurationError, DataNotFoundError)):
@@ -338,6 +594,9 @@ def _reason(err: BaseException) -> str | None:
         lines = [line.strip(" -") for line in str(err).splitlines()]
         kept = [line for line in lines if line and not line.startswith(_NOISE)]
         text = " ".join(kept)
+        hint = class_path_typo(text) or overlay_order(argv)
+        if hint:
+            return hint
         return text if len(text) <= 400 else text[:397] + "..."
     return _environment_reason(err)
 
@@ -354,7 +613,7 @@ def _environment_reason(err: BaseException) -> str | None:
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
-            where = f" {seen.filename!r}" if seen.filename else ""
+            where = f" {os.fsdecode(seen.filename)!r}" if seen.filename else ""
             return (f"cannot write{where}: {seen.strerror}; {_WRITE_ERRORS[seen.errno]} (the run's newest intact "
                     "checkpoint is kept; continue it with --ckpt_path last).")
         if isinstance(seen, RuntimeError) and "file write failed" in str(seen):  # torch.save on a full disk

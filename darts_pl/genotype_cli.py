@@ -1,7 +1,7 @@
 """The ``darts-pl-genotype`` command: look at a genotype without a notebook.
 
     darts-pl-genotype show DARTS_V2
-    darts-pl-genotype show runs/quickstart/lightning_logs/version_0          # its genotype.json
+    darts-pl-genotype show runs/quickstart/darts/version_0          # its genotype.json
     darts-pl-genotype show runs/.../genotypes/epoch_007.json --json
     darts-pl-genotype plot DARTS_V2 -o darts_v2.png                         # both cells side by side
     darts-pl-genotype plot RNN_DARTS_V2 -o rnn.svg

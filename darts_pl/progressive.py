@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,26 @@ def run_fit(args: list[str]) -> None:
         sys.argv = argv
 
 
+def _check_keep_ops(settings: Mapping[str, Any], fit_args: list[str]) -> None:
+    """Refuse, before any stage runs, to keep more ops per edge than the first stage searches (the config's
+    ``primitives``, or its ``edge_primitives`` where a space was pruned by hand)."""
+    if not settings["keep_ops"]:
+        return
+    space = cli.resolve_config(fit_args).model.init_args.get("space")
+    space_args = space.get("init_args") if space is not None else None
+    primitives = list(space_args.get("primitives") or []) if space_args is not None else []
+    if not primitives:
+        return
+    edge_primitives = space_args.get("edge_primitives") or {}
+    rows = [row for cell_rows in dict(edge_primitives).values() for row in cell_rows] or [primitives]
+    fewest = min(len(row) for row in rows)
+    if settings["keep_ops"][0] > fewest:
+        given = " ".join(map(str, settings["keep_ops"]))
+        where = "per edge in its edge_primitives" if edge_primitives else f"(primitives: {', '.join(primitives)})"
+        raise ConfigurationError(f"--keep_ops {given}: stage 2 would keep {settings['keep_ops'][0]} ops per edge, but "
+                                 f"stage 1 searches {fewest} ops {where}; give counts of at most {fewest}.")
+
+
 def _stage_result(stage_dir: Path) -> Path:
     """The run directory of the stage's finished search: the newest ``genotype.json`` below ``stage_dir``."""
     found = sorted(stage_dir.rglob("genotype.json"), key=lambda p: p.stat().st_mtime)
@@ -173,12 +194,26 @@ def _configured_edge_primitives(run: Path) -> dict[str, list[list[str]]]:
     return dict((space.get("init_args") or {}).get("edge_primitives") or {})
 
 
+def _read_stage(stage: int, stage_dir: Path, run: Path) -> tuple[AlphaHistory, genotypes.AnyGenotype]:
+    """A finished stage's alpha history and genotype, or one line naming the unreadable file."""
+    path = run / HISTORY_ARRAYS
+    try:
+        history = AlphaHistory.load(run)
+        path = run / "genotype.json"
+        genotype = genotypes.load(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigurationError(f"{str(path)!r} of stage {stage + 1} cannot be read ({reason}); remove the stage "
+                                 f"directory {str(stage_dir)!r} to rerun that stage.") from None
+    return history, genotype
+
+
 def _finish_stage(settings: Mapping[str, Any], stage: int, stage_dir: Path,
                   given: Mapping[str, list[list[str]]] | None) -> dict[str, Any]:
     """Read a finished stage's result (``given``: the op sets the driver gave it) and prune its op sets for the
     next stage."""
     run = _stage_result(stage_dir)
-    history = AlphaHistory.load(run)
+    history, genotype = _read_stage(stage, stage_dir, run)
     primitives = history.primitives
     probs = {cell: history.probs[cell][-1].tolist() for cell in CELLS}  # (edges, len(primitives)), last epoch
     searched = {cell: [list(primitives) for _ in probs[cell]] for cell in CELLS}
@@ -186,7 +221,7 @@ def _finish_stage(settings: Mapping[str, Any], stage: int, stage_dir: Path,
     entry: dict[str, Any] = {
         "stage": stage + 1, "num_cells": settings["num_cells"][stage], "skip_dropout": settings["skip_dropout"][stage],
         "run_dir": str(run), "primitives": primitives, "edge_primitives": searched, "probs": probs,
-        "genotype": genotypes.to_dict(genotypes.load(run / "genotype.json")),
+        "genotype": genotypes.to_dict(genotype),
     }
     if stage < len(settings["keep_ops"]):
         keep = settings["keep_ops"][stage]
@@ -202,11 +237,45 @@ def _load_record(root: Path, settings: Mapping[str, Any], resume: bool) -> dict[
     if not resume:
         raise ConfigurationError(f"{str(path)!r} already records a progressive search; continue it with --ckpt_path "
                                  "last, or choose another --root.")
-    record = json.loads(path.read_text())
+    record = _read_record(path, settings)
     if record.get("settings") != dict(settings):
         raise ConfigurationError(f"{str(path)!r} was planned with {record.get('settings')}; continue it with the same "
                                  f"stage options (got {dict(settings)}), or choose another --root.")
     return record
+
+
+STAGE_FIELDS = ("stage", "run_dir", "primitives", "edge_primitives", "probs", "genotype")
+"""What every recorded stage holds (and ``pruned``, the op sets of the next stage, for all but the last)."""
+
+
+def _read_record(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``stages.json``, checked for what the driver reads from it; one line naming the file if it is damaged."""
+    try:
+        record = json.loads(path.read_text())
+        problem = _record_problem(record, len(settings["keep_ops"]))
+    except (OSError, ValueError) as err:  # unreadable, not JSON (a torn or empty file), a bad genotype
+        problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if problem:
+        raise ConfigurationError(f"{str(path)!r} is not a readable record of the stages ({problem}); remove it to "
+                                 "run the stages again (with --ckpt_path last, stage 1 continues its own run), or "
+                                 "choose another --root.")
+    return record
+
+
+def _record_problem(record: Any, pruned_stages: int) -> str | None:
+    """What is missing from a record, or ``None``."""
+    if not isinstance(record, dict):
+        return f"it holds a JSON {type(record).__name__}, not an object"
+    missing = [key for key in ("settings", "stages") if key not in record]
+    if missing or not isinstance(record["stages"], list):
+        return f"it has no {' or '.join(map(repr, missing))}" if missing else "its 'stages' is not a list"
+    for index, stage in enumerate(record["stages"]):
+        fields = STAGE_FIELDS + (("pruned",) if index < pruned_stages else ())
+        absent = [field for field in fields if not isinstance(stage, dict) or field not in stage]
+        if absent:
+            return f"stage {index + 1} has no {', '.join(map(repr, absent))}"
+        genotypes.from_dict(stage["genotype"])  # raises GenotypeError (a ValueError) for a damaged one
+    return None
 
 
 def _save_record(root: Path, record: Mapping[str, Any]) -> None:
@@ -219,6 +288,7 @@ def run(options: argparse.Namespace, fit_args: list[str]) -> dict[str, Any]:
     if any(arg.split("=")[0] in ("--trainer.default_root_dir", "--ckpt_path") for arg in fit_args):
         raise ConfigurationError("darts-pl-progressive sets each stage's --trainer.default_root_dir (use --root) and "
                                  "its --ckpt_path (use the driver's --ckpt_path last).")
+    _check_keep_ops(settings, fit_args)
     root = Path(options.root).absolute()
     record = _load_record(root, settings, options.ckpt_path == "last")
     done = len(record["stages"])
@@ -254,8 +324,15 @@ def main(argv: list[str] | None = None) -> None:
     options, fit_args = _parser().parse_known_args(argv)
     try:
         run(options, fit_args)
-    except ConfigurationError as err:
-        print(f"darts-pl-progressive: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:  # between stages (a stage's own run reports and exits by itself)
+        print(f"darts-pl-progressive: stopped by SIGINT; the finished stages are recorded in "
+              f"{str(Path(options.root).absolute() / RECORD)!r}: continue with --ckpt_path last.", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:  # re-raised below unless it is a configuration or data problem
+        reason = cli._reason(err, fit_args)
+        if reason is None:
+            raise
+        print(f"darts-pl-progressive: error: {reason}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -355,7 +355,7 @@ def load_benchmark_history(run_dir: str | os.PathLike[str]) -> BenchmarkHistory:
 
     Example::
 
-        history = load_benchmark_history("runs/search_nb201_cifar10/lightning_logs/version_0")
+        history = load_benchmark_history("runs/search_nb201_cifar10/darts/version_0")
         plt.plot(history.epochs, history.accuracy["cifar10"]["test"])   # percent, per search epoch
 
     Raises:

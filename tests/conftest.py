@@ -124,3 +124,11 @@ def trainer(root: Path, **kwargs: object) -> L.Trainer:
     args = dict(default_root_dir=root, accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1,
                 logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     return L.Trainer(**(args | kwargs))
+
+
+def run_dir(root: Path, version: int = 0) -> Path:
+    """The run directory ``<root>/<name>/version_N`` of a job's only name: the search method (``darts``,
+    ``gdas``...), or ``lightning_logs`` for a run without one."""
+    found = sorted(root.glob(f"*/version_{version}"))
+    assert len(found) == 1, found
+    return found[0]

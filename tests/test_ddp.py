@@ -98,7 +98,7 @@ def test_cli_ddp_two_processes_writes_one_run(tmp_path: Path) -> None:
            "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = sorted((root / "lightning_logs").iterdir())
+    runs = sorted(root.glob("*/version_*"))
     assert [r.name for r in runs] == ["version_0"]
     run = runs[0]
     assert load(run / "genotype.json")

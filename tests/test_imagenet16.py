@@ -18,7 +18,7 @@ from darts_pl.data import CIFAR100DataModule, ImageNet16DataModule
 from darts_pl.data.imagenet16 import ImageNet16
 from darts_pl.errors import ConfigurationError, DataNotFoundError
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 from .imagenet16_files import labels_for, write_imagenet16
 from .test_nb201 import write_cifar100
 
@@ -154,7 +154,7 @@ def test_nb201_imagenet16_config_searches_two_batches(imagenet16: Path, tmp_path
         main(args)
     except SystemExit as exit_:
         assert not exit_.code, capsys.readouterr().err[-3000:]
-    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path / "runs")
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["space"]["init_args"]["num_classes"] == 120
     classifier = [v for k, v in ckpt["state_dict"].items() if k.endswith("classifier.weight")]

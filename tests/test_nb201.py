@@ -43,7 +43,7 @@ from darts_pl.search import (
     WeightedSum,
 )
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 BENCHMARK_STRING = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -360,7 +360,7 @@ def test_quickstart_searches_two_batches(tmp_path: Path, method: str, capsys) ->
         main(args)
     except SystemExit as exit_:
         assert not exit_.code, capsys.readouterr().err[-3000:]
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     data = json.loads((run / "genotype.json").read_text())
     genotype = genotypes.load(run / "genotype.json")
     assert isinstance(genotype, NB201Genotype) and data["nb201"] == str(genotype)

@@ -23,6 +23,7 @@ from darts_pl.parts.edges import channel_shuffle
 from darts_pl.search import CNNSearchSpace, MixedOp, PartialChannel, WeightedSum
 
 from .conftest import REPO, run_cli
+from .conftest import run_dir as the_run_dir
 
 F64 = torch.float64
 
@@ -226,7 +227,7 @@ def run(root: Path, *extra: str) -> int:
 def test_overlay_on_the_quickstart_warms_up_then_learns_the_betas(tmp_path: Path, capsys) -> None:
     """Epoch 0 takes weight steps only (warmup_epochs), epoch 1 alpha and beta steps too; the betas are saved."""
     assert run(tmp_path) == 0, capsys.readouterr().err[-3000:]
-    run_dir = tmp_path / "lightning_logs" / "version_0"
+    run_dir = the_run_dir(tmp_path)
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     keys = ["space.arch.normal", "space.arch.reduce", "space.arch.normal_edges", "space.arch.reduce_edges"]
     assert set(keys) <= set(last["state_dict"]) and last["global_step"] == 6  # 2 + 2 weight steps, 2 alpha steps

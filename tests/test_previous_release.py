@@ -45,7 +45,9 @@ def test_alpha_history_loads() -> None:
 
 
 def _run_dir(tmp_path: Path, method: str) -> Path:
-    run = tmp_path / "lightning_logs" / "version_0"
+    # Where darts-pl files a run of that release's config (version 0, the logger's default name): under the
+    # method's name, which these configs leave at its default.
+    run = tmp_path / "darts" / "version_0"
     (run / "checkpoints").mkdir(parents=True)
     with gzip.open(FIXTURES / f"{method}.ckpt.gz", "rb") as src, open(run / "checkpoints" / "last.ckpt", "wb") as dst:
         shutil.copyfileobj(src, dst)

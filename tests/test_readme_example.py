@@ -10,7 +10,7 @@ import torch
 
 from darts_pl.cli import main
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 
 def blocks(language: str, section: str = "### A new variant in one class") -> list[str]:
@@ -34,7 +34,7 @@ def test_the_readme_variant_runs_from_its_overlay(tmp_path: Path, monkeypatch: p
           "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
           "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
           "--trainer.default_root_dir", str(root)])
-    run = root / "lightning_logs" / "version_0"
+    run = run_dir(root)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     # The part keeps the value its schedule set (5 -> 1 over 2 epochs) in its own state.
     assert ckpt["state_dict"]["space.relaxation._extra_state"] == {"tau": pytest.approx(3.0)}

@@ -21,7 +21,7 @@ from darts_pl.modules import LitSearch
 from darts_pl.search import CNNSearchSpace
 from darts_pl.strategies import FirstOrder, SecondOrder
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2",
         "--trainer.enable_progress_bar", "false", "--trainer.deterministic", "true",
@@ -55,21 +55,21 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -
     # the uninterrupted run, alongside the one that is killed (one thread each)
     reference_log = open(tmp_path / "a.log", "w")  # a file, not a pipe nobody reads while it runs
     reference = subprocess.Popen(cli(tmp_path / "a"), env=env(), stdout=subprocess.DEVNULL, stderr=reference_log)
-    run_a = tmp_path / "a" / "lightning_logs" / "version_0"
 
     root_b = tmp_path / "b"
     proc = subprocess.Popen(cli(root_b), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ckpt = root_b / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    while not list(root_b.glob("*/version_0/checkpoints/last.ckpt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    run_b = run_dir(root_b)
+    ckpt = run_b / "checkpoints" / "last.ckpt"
     time.sleep(0.2)  # into epoch 1 (of 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_epoch = torch.load(ckpt, weights_only=False)["epoch"]
     assert killed_epoch < 1, "the run finished before it could be killed"
-    assert not (root_b / "lightning_logs" / "version_0" / "genotype.json").exists()
+    assert not (run_b / "genotype.json").exists()
 
     resumed = subprocess.run(cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,
                              timeout=300)
@@ -77,8 +77,8 @@ def test_killed_search_resumes_to_the_same_alphas_and_genotype(tmp_path: Path) -
     reference_log.close()
     assert reference.returncode == 0, (tmp_path / "a.log").read_text()[-3000:]
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    run_b = root_b / "lightning_logs" / "version_0"
-    assert sorted(p.name for p in (root_b / "lightning_logs").iterdir()) == ["version_0"]  # same run dir
+    run_a = run_dir(tmp_path / "a")
+    assert sorted(root_b.glob("*/version_*")) == [run_b]  # same run dir
     a, b = final_alphas(run_a), final_alphas(run_b)
     assert a.keys() == b.keys() and len(a) == 2
     for key in a:
@@ -149,6 +149,20 @@ def test_nonfinite_skip_counts_and_continues(tmp_path: Path) -> None:
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+KILLED_IN_EPOCH_1 = r"""
+import os, signal, sys
+from darts_pl.modules import LitClassifier
+step = LitClassifier.training_step
+def training_step(self, batch, batch_idx):
+    if self.current_epoch == 1 and batch_idx == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch, batch_idx)
+LitClassifier.training_step = training_step
+from darts_pl.cli import main
+main(sys.argv[1:])
+"""
+
+
 def test_killed_training_job_resumes_to_the_same_weights(tmp_path: Path) -> None:
     def train_cli(root: Path, *extra: str) -> list[str]:
         return [sys.executable, "-m", "darts_pl.cli", "fit", "--config", str(REPO / "configs" / "train_digits.yaml"),
@@ -160,15 +174,12 @@ def test_killed_training_job_resumes_to_the_same_weights(tmp_path: Path) -> None
     reference = subprocess.run(train_cli(tmp_path / "a"), env=env(), capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr[-3000:]
     root_b = tmp_path / "b"
-    proc = subprocess.Popen(train_cli(root_b), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed in epoch 1, batch 3 (after epoch 0's checkpoint): at a fixed point, however fast the machine is
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_EPOCH_1, *train_cli(root_b)[3:]], env=env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     ckpt = root_b / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(ckpt, weights_only=False)["epoch"] < 2, "the run finished before it could be killed"
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 0
     resumed = subprocess.run(train_cli(root_b, "--ckpt_path", "last"), env=env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -264,7 +275,7 @@ def run_main(*args: str) -> int:
 def test_runs_without_a_logger_get_their_own_directories(tmp_path: Path) -> None:
     for _ in range(2):
         assert run_main(*QUICK, "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)) == 0
-    runs = sorted((tmp_path / "lightning_logs").iterdir())
+    runs = sorted(tmp_path.glob("*/version_*"))
     assert [p.name for p in runs] == ["version_0", "version_1"]
     for run in runs:
         assert {"genotype.json", "alpha_history.npz", "config.yaml", "checkpoints"} <= {p.name for p in run.iterdir()}
@@ -276,8 +287,8 @@ def test_last_looks_only_in_this_jobs_root(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)  # the default root is the working directory, which holds the other run below it
     assert run_main(*QUICK, "--trainer.default_root_dir", "null", "--ckpt_path", "last") == 0
     assert "no checkpoint of an earlier run" in capsys.readouterr().err
-    assert (tmp_path / "lightning_logs" / "version_0" / "genotype.json").is_file()
-    assert sorted(p.name for p in (other / "lightning_logs").iterdir()) == ["version_0"]
+    assert (run_dir(tmp_path) / "genotype.json").is_file()
+    assert [p.name for p in other.glob("*/version_*")] == ["version_0"]
 
 
 def test_resume_with_another_model_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
@@ -301,7 +312,7 @@ def test_files_follow_the_umask(tmp_path: Path) -> None:
         assert run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path)) == 0
     finally:
         os.umask(old)
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     for name in ["genotype.json", "alpha_history.npz", "alpha_history.json",
                  "genotypes/epoch_000.json", "checkpoints/last.ckpt", "config.yaml"]:
         assert (run / name).stat().st_mode & 0o777 == 0o640, name
@@ -406,3 +417,168 @@ def test_each_phase_checks_finiteness_with_one_host_sync(tmp_path: Path, strateg
     fit(tmp_path, tiny_module(strategy), max_epochs=1, limit_train_batches=3, limit_val_batches=0,
         enable_checkpointing=False)
     assert len(calls) == 2 * 3
+
+
+# ------------------------------------------------------------------ the command's messages
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("darts-pl: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def test_an_overlay_before_its_base_config_says_so(tmp_path: Path, capsys) -> None:
+    overlay, base = REPO / "configs" / "variants" / "gdas.yaml", REPO / "configs" / "quickstart.yaml"
+    status = run_main("fit", "--config", str(overlay), "--config", str(base), "--trainer.default_root_dir",
+                      str(tmp_path / "root"))
+    line = error_line(capsys)
+    assert status == 2
+    assert f"{overlay} is an overlay" in line and f"after the base config that sets it ({base})" in line, line
+    assert f"--config {base} --config {overlay}" in line, line
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize(("option", "typo", "meant", "known"), [
+    ("--model.init_args.space.init_args.relaxation", "darts_pl.search.GumbleSoftmax", "darts_pl.search.GumbelSoftmax",
+     ["darts_pl.search.Softmax", "darts_pl.search.Sigmoid", "darts_pl.search.Dirichlet"]),
+    ("--model.init_args.strategy", "darts_pl.strategies.FirstOrdr", "darts_pl.strategies.FirstOrder",
+     ["darts_pl.strategies.SecondOrder"]),
+    ("--model", "darts_pl.modules.LitSerch", "darts_pl.modules.LitSearch", ["darts_pl.modules.LitClassifier"]),
+    ("--data", "darts_pl.data.DigitDataModule", "darts_pl.data.DigitsDataModule", ["darts_pl.data.CIFAR10DataModule"]),
+    ("--model.init_args.weight_optimizer", "torch.optim.SDG", "torch.optim.SGD", ["torch.optim.Adam"]),
+])
+def test_a_mistyped_class_path_gets_a_suggestion_and_the_known_parts(tmp_path: Path, capsys, option: str, typo: str,
+                                                                     meant: str, known: list[str]) -> None:
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path), option, typo)
+    line = error_line(capsys)
+    assert status == 2
+    assert line.startswith(f"darts-pl: error: {option}: no class {typo}") and f"did you mean {meant}?" in line, line
+    assert all(path in line for path in known), line
+
+
+def run_config(root: Path, method: str | None, logger: object = None, ckpt_path: str | None = None):
+    from jsonargparse import Namespace
+
+    init_args = Namespace(method=method) if method else Namespace()
+    return Namespace(trainer=Namespace(default_root_dir=str(root), logger=logger, callbacks=[]), ckpt_path=ckpt_path,
+                     model=Namespace(class_path="darts_pl.modules.LitSearch", init_args=init_args))
+
+
+def a_finished_run(directory: Path, step: int) -> Path:
+    (directory / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": step}, directory / "checkpoints" / "last.ckpt")
+    return directory / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("logger", [None, False], ids=["tensorboard", "no-logger"])
+def test_runs_are_named_after_their_method(tmp_path: Path, logger) -> None:
+    """``<root>/<method>/version_N`` (the logger's name, or the directory itself without a logger), and
+    ``--ckpt_path last`` looks among that method's runs only."""
+    from darts_pl.cli import DartsCLI, _release_lock, place_run
+
+    try:
+        cfg = run_config(tmp_path, "gdas", logger)
+        place_run(cfg)
+        assert (tmp_path / "gdas" / "version_0").is_dir()
+        if logger is None:
+            assert cfg.trainer.logger.init_args.name == "gdas" and cfg.trainer.logger.init_args.version == 0
+        else:
+            assert cfg.trainer.default_root_dir == str(tmp_path / "gdas" / "version_0")
+        _release_lock()
+        gdas = a_finished_run(tmp_path / "gdas" / "version_0", step=4)
+        time.sleep(0.01)
+        a_finished_run(tmp_path / "darts" / "version_0", step=8)  # newer, of another method
+        cfg = run_config(tmp_path, "gdas", logger, ckpt_path="last")
+        place_run(cfg)
+        assert cfg.ckpt_path == str(gdas)
+        _release_lock()
+        place_run(cfg := run_config(tmp_path, None, logger))  # no method (a training job): the logger's default
+        assert (tmp_path / "lightning_logs" / "version_0").is_dir()
+    finally:
+        _release_lock()
+        DartsCLI.claimed = None
+
+
+def test_a_resume_of_another_models_run_names_the_run_that_matches(tmp_path: Path, capsys) -> None:
+    """Two searches of different methods under one logger name; ``last`` with the first one's config finds the
+    second (newest) run: the refusal says that run was another model and which checkpoint continues this one."""
+    logger = json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger",
+                         "init_args": {"save_dir": str(tmp_path), "name": "shared"}})
+    base = [*QUICK, "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", logger]
+    gdas = ["--config", str(REPO / "configs" / "variants" / "gdas.yaml")]
+    assert run_main(*base) == 0
+    assert run_main(*base, *gdas) == 0
+    darts_run, gdas_run = tmp_path / "shared" / "version_0", tmp_path / "shared" / "version_1"
+    capsys.readouterr()
+    assert run_main(*base, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 2
+    line = error_line(capsys)
+    assert f"The newest run here, {str(gdas_run)!r}," in line, line
+    assert "gdas" in line.lower() or "GumbelSoftmax" in line, line  # what differs
+    assert f"--ckpt_path {str(darts_run / 'checkpoints' / 'last.ckpt')!r}" in line, line
+
+
+@pytest.mark.parametrize("flag", ["--print_config", "--print_config=skip_null"])
+def test_print_config_shows_the_sizes_the_run_takes_from_the_data(tmp_path: Path, capsys, flag: str) -> None:
+    import yaml
+
+    status = run_main("fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--trainer.default_root_dir",
+                      str(tmp_path / "root"), flag)
+    out = capsys.readouterr().out
+    assert status == 0
+    space = yaml.safe_load(out)["model"]["init_args"]["space"]["init_args"]
+    assert space["in_channels"] == 1 and space["num_classes"] == 10  # the digits: 8x8 grey images, 10 classes
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.slow
+def test_the_genotype_of_each_epoch_is_printed_on_a_line_of_its_own(tmp_path: Path) -> None:
+    """With the progress bar on, the per-epoch genotype (a log message) starts a line of its own instead of
+    being written after the bar's text on the bar's line (stdout and stderr into one terminal: one pipe here)."""
+    at = QUICK.index("--trainer.enable_progress_bar")
+    args = QUICK[:at] + QUICK[at + 2:]
+    done = subprocess.run([sys.executable, "-m", "darts_pl.cli", *args, "--trainer.default_root_dir", str(tmp_path)],
+                          env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    at = done.stdout.index("Epoch 0 genotype")
+    on_screen = done.stdout[:at].split("\n")[-1].split("\r")[-1]  # what the terminal's line holds before it
+    assert on_screen.strip() == "", repr(done.stdout[at - 200:at + 20])
+
+
+def test_fit_help_names_the_nested_help_and_each_spelling_works(capsys, monkeypatch) -> None:
+    from darts_pl.cli import NESTED_HELP
+
+    assert run_main("fit", "--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    monkeypatch.chdir(REPO)  # the examples name configs/ relative to the repository
+    for example in NESTED_HELP:
+        assert example in text, example
+        assert run_main("fit", *example.split()) == 0, (example, capsys.readouterr().err[-2000:])
+        shown = capsys.readouterr().out
+        assert "usage:" in shown and "--" in shown.split("usage:", 1)[1], example
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_directory(tmp_path: Path, capsys) -> None:
+    earlier = tmp_path / "lightning_logs" / "version_0"  # the job's runs directory exists already
+    earlier.mkdir(parents=True)
+    (earlier / "config.yaml").write_text("seed_everything: 0\n")
+    status = run_main(*QUICK, "--trainer.default_root_dir", str(tmp_path),
+                      "--model.init_args.space.init_args.num_cells", "2")  # refused when the space is built
+    assert status == 2 and "num_cells=2" in error_line(capsys)
+    assert sorted(tmp_path.rglob("version_*")) == [earlier]
+
+
+def test_a_logger_left_at_its_default_name_files_runs_under_the_method(tmp_path: Path) -> None:
+    from jsonargparse import Namespace
+
+    from darts_pl.cli import _release_lock, place_run
+
+    logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                       init_args=Namespace(save_dir=str(tmp_path), name="lightning_logs"))  # as jsonargparse fills it
+    try:
+        place_run(run_config(tmp_path, "gdas", logger))
+        place_run(run_config(tmp_path, "gdas", Namespace(class_path=logger.class_path, init_args=Namespace(
+            save_dir=str(tmp_path), name="mine"))))
+    finally:
+        _release_lock()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/version_*")) == [
+        "gdas/version_0", "mine/version_0"]

@@ -22,7 +22,7 @@ from darts_pl.ops import NoiseOp, is_parameter_free, make_op
 from darts_pl.search import CNNSearchSpace, MixedOp
 from darts_pl.strategies import SecondOrder
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 SPACES = REPO / "configs" / "spaces"
 
@@ -171,7 +171,7 @@ def test_space_runs_on_the_quickstart(tmp_path: Path, name: str, variant: str | 
     configs = ([f"variants/{variant}.yaml"] if variant else []) + [f"spaces/{name}.yaml"]
     code = fit(tmp_path, *configs)
     assert code == 0, capsys.readouterr().err[-3000:]
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     genotype = load(run / "genotype.json")
     for cell in ("normal", "reduce"):
         rows = EXPECTED[name][cell]

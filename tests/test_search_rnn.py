@@ -24,7 +24,7 @@ from darts_pl.networks.rnn import ACTIVATIONS
 from darts_pl.search import RNNSearchSpace
 from darts_pl.strategies import FirstOrder, SecondOrder
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 VOCAB = 50
 
@@ -251,7 +251,7 @@ def test_cli_search_ptb_on_a_tiny_corpus(tiny_ptb: Path, tmp_path: Path) -> None
           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
           "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
           "--trainer.default_root_dir", str(tmp_path / "runs")])
-    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path / "runs")
     genotype = genotypes.load(run / "genotype.json")
     assert isinstance(genotype, RNNGenotype) and len(genotype.recurrent) == 8
     history = json.loads((run / "alpha_history.json").read_text())

@@ -29,7 +29,7 @@ from darts_pl.search.projection import EdgeProjection
 from darts_pl.selection import PerturbationSelection, Selector, check_space, evaluate, plan
 from darts_pl.selection import main as select_main
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 F64 = torch.float64
 GOLDEN = json.loads((REPO / "tests" / "fixtures" / "darts_pt_selection.json").read_text())
@@ -189,7 +189,7 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("search")
     fit_main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config",
               str(REPO / "configs" / "spaces" / "s3.yaml"), *SEARCH, "--trainer.default_root_dir", str(root)])
-    return root / "lightning_logs" / "version_0"
+    return run_dir(root)
 
 
 def copy_run(run: Path, dest: Path) -> Path:
@@ -295,7 +295,7 @@ def test_select_on_a_nas_bench_201_search_with_sdarts(tmp_path: Path, capsys) ->
               str(REPO / "configs" / "variants" / "sdarts_rs.yaml"), "--model.init_args.space.init_args.primitives",
               "[none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3]", *SEARCH[:-4],
               "--model.init_args.space.init_args.num_cells", "1", "--trainer.default_root_dir", str(tmp_path)])
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     assert select(run, "--criterion", "loss") == 0, capsys.readouterr().err[-3000:]
     genotype = genotypes.load(run / "genotype_pt.json")
     record = json.loads((run / "selection.json").read_text())

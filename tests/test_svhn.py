@@ -15,7 +15,7 @@ from darts_pl.data import SVHNDataModule
 from darts_pl.data.svhn import SVHN_MEAN, SVHN_STD
 from darts_pl.errors import DataNotFoundError
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 
 def write_svhn(root: Path, train: int = 40, test: int = 12, seed: int = 0) -> Path:
@@ -124,7 +124,7 @@ def test_search_runs_on_svhn_in_a_robust_darts_space(tiny_svhn: Path, tmp_path: 
             "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",
             "--trainer.default_root_dir", str(tmp_path / "runs")]
     main(args)
-    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path / "runs")
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["init_args"]["space"]["init_args"]["in_channels"] == 3  # linked from the data module
     assert (run / "genotype.json").is_file()

@@ -49,7 +49,7 @@ from darts_pl.tabular import (
     metric_keys,
 )
 
-from .conftest import REPO
+from .conftest import REPO, run_dir
 
 nats_bench = pytest.importorskip("nats_bench", reason="pip install 'darts-pl[nb201]' (pinned in requirements.txt)")
 nas_201_api = pytest.importorskip("nas_201_api", reason="pip install 'darts-pl[nb201]' (pinned in requirements.txt)")
@@ -312,7 +312,7 @@ def _quickstart(root: Path, archive: Path, epochs: int, *extra: str) -> None:
 @pytest.mark.slow
 def test_quickstart_with_the_overlay_resumes_to_the_same_history(two_ops_archive: Path, tmp_path: Path) -> None:
     _quickstart(tmp_path / "straight", two_ops_archive, 2)
-    straight = tmp_path / "straight" / "lightning_logs" / "version_0"
+    straight = run_dir(tmp_path / "straight")
     document = json.loads((straight / "benchmark.json").read_text())
     assert [r["epoch"] for r in document["epochs"]] == [0, 1]
     for record in document["epochs"]:
@@ -324,7 +324,7 @@ def test_quickstart_with_the_overlay_resumes_to_the_same_history(two_ops_archive
     assert document["final"]["arch"] == json.loads((straight / "genotype.json").read_text())["nb201"]
     # killed after epoch 0, continued with --ckpt_path last: the same history, the same final lookup
     _quickstart(tmp_path / "resumed", two_ops_archive, 1)
-    resumed = tmp_path / "resumed" / "lightning_logs" / "version_0"
+    resumed = run_dir(tmp_path / "resumed")
     ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
     assert [r["epoch"] for r in ckpt["callbacks"]["BenchmarkLookup{'hp': '200'}"]["history"]] == [0]
     _quickstart(tmp_path / "resumed", two_ops_archive, 2, "--ckpt_path", "last")

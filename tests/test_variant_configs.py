@@ -15,6 +15,7 @@ import torch
 from darts_pl.genotypes import load
 
 from .conftest import REPO, run_cli, tiny_space
+from .conftest import run_dir as the_run_dir
 
 VARIANTS = REPO / "configs" / "variants"
 # samples or dropout masks: the unrolled finite difference is refused
@@ -54,7 +55,7 @@ def test_variant_runs_on_the_quickstart(tmp_path: Path, variant: str, order: str
         assert not list(tmp_path.rglob("*.ckpt"))
         return
     assert code == 0, err[-3000:]
-    run_dir = tmp_path / "lightning_logs" / "version_0"
+    run_dir = the_run_dir(tmp_path)
     genotype = load(run_dir / "genotype.json")
     assert genotype.normal and genotype.reduce
     if variant == "fair_darts":  # two steps from sigmoid(0) = 0.5 leave every weight under the 0.85 threshold
@@ -101,12 +102,12 @@ def test_resumed_stochastic_search_equals_the_uninterrupted_one(tmp_path: Path, 
     # stopped after epoch 0 (3 iterations, two optimizer steps each), as a kill after its checkpoint would
     assert run(tmp_path / "b", variant, "--trainer.max_epochs", "3", "--trainer.max_steps", "6", *common) == 0, \
         capsys.readouterr().err[-3000:]
-    assert torch.load(tmp_path / "b" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt",
+    assert torch.load(the_run_dir(tmp_path / "b") / "checkpoints" / "last.ckpt",
                       weights_only=False)["epoch"] == 0
     assert run(tmp_path / "b", variant, "--trainer.max_epochs", "3", "--ckpt_path", "last", *common) == 0, \
         capsys.readouterr().err[-3000:]
-    a = final_state(tmp_path / "a" / "lightning_logs" / "version_0")
-    b = final_state(tmp_path / "b" / "lightning_logs" / "version_0")
+    a = final_state(the_run_dir(tmp_path / "a"))
+    b = final_state(the_run_dir(tmp_path / "b"))
     assert a.keys() == b.keys()
     scheduled = SCHEDULED[variant]
     assert a[scheduled] and a[scheduled] == b[scheduled]  # the value the schedule set, kept by its part

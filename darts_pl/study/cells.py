@@ -9,7 +9,7 @@ and records the attempt. ``ru_maxrss`` counts a child's parent before its ``exec
 ``<cell>/study_cell.json`` (written atomically; ``format: darts_pl.study_cell/1``)::
 
     {"cell": {"method", "axes", "seed"}, "status": "finished" | "failed" | "interrupted" | "running",
-     "attempts": 2, "returncode": 0, "run_dir": "lightning_logs/version_0", "command": [...],
+     "attempts": 2, "returncode": 0, "run_dir": "darts/version_0", "command": [...],
      "wall_s": 61.0, "cpu_s": 58.2, "peak_rss_mb": 812.0, "threads": 1,
      "history": [{"attempt", "started", "ended", "resumed", "returncode", "wall_s", "cpu_s", "peak_rss_mb",
                   "host", "pid"}, ...],
