@@ -20,9 +20,9 @@ centre of the earlier window. The rule is never checked at the last epoch (as in
 
 Both write ``genotype_darts_es.json`` (rank 0, atomic): the genotype DARTS-ES returns (for DARTS-ADA, at its first
 trigger, as the authors log "the architecture at the early stop epoch"), and add their decisions to the monitor's
-``curvature.json`` (``events``). Their state (the genotypes of the evaluated epochs, the decision, the weight-decay
-level, the rollbacks, a rollback decided but not yet done) is in every checkpoint, so a killed run resumed with
-``--ckpt_path last`` continues to the uninterrupted run's result.
+``curvature.json`` (``events``). Their state (the genotypes of the evaluated epochs, the decision, the rollbacks) is in
+every checkpoint, and the weight-decay level is in the weight optimizer's, so a killed run resumed with ``--ckpt_path
+last`` continues to the uninterrupted run's result.
 
 Deviations from the authors' code: the regularisation DARTS-ADA raises is the weight decay only (the supernet here has
 no drop path, the other knob of their code); the last raise stops at ``max_weight_decay`` (theirs multiplies on and
@@ -234,9 +234,11 @@ class DartsAda(_EigenvalueRule):
     factor 1.3, es_start_epoch 10 and an eigenvalue every 2 epochs; ``args.py`` defaults to 3 and 0.0243).
 
     The state at the end of every epoch the rule may name is saved in ``<run>/rollback/epoch_NNN.ckpt`` (a full
-    checkpoint, rank 0) when the next epoch starts; the files of undone epochs go at a rollback, and all of them at the
-    end of the fit unless ``keep_snapshots`` (a finished run needs none). A rollback happens at the start of the epoch
-    after the trigger, so the checkpoint of the triggering epoch holds the decision and a resumed run carries it out.
+    checkpoint, rank 0), taken where this callback runs in that epoch's end; the rollback restores it at the same place
+    in the triggering epoch's end, so what runs after this callback (the module's end of epoch: its learning-rate step;
+    callbacks listed later; the checkpoint of the epoch) runs as it did after the named epoch, and the checkpoint
+    written then already holds the rolled-back search (a resumed run continues from it like from any epoch). The files
+    of undone epochs go at a rollback, and all of them at the end of the fit unless ``keep_snapshots``.
 
     Args:
         window: Eigenvalues in a local average.
@@ -251,7 +253,8 @@ class DartsAda(_EigenvalueRule):
 
     Raises:
         ConfigurationError: A setting out of range; at setup, no ``CurvatureMonitor``, another early-stop rule, or a
-            model whose weight optimizer cannot be found (it must hold the search space's weights).
+            model whose weight optimizer cannot be found (it must hold the search space's weights); at a rollback, a
+            snapshot that is missing.
     """
 
     def __init__(self, window: int = 5, delta: int = 4, factor: float = 1.3, es_start_epoch: int = 10,
@@ -271,7 +274,6 @@ class DartsAda(_EigenvalueRule):
         self.extra_rollback_epochs = extra_rollback_epochs
         self.keep_snapshots = keep_snapshots
         self.rollbacks: list[dict[str, Any]] = []
-        self.pending: dict[str, Any] | None = None
         self.first_trigger: dict[str, Any] | None = None
 
     @override
@@ -303,23 +305,13 @@ class DartsAda(_EigenvalueRule):
     def snapshot_path(self, trainer: L.Trainer, epoch: int) -> Path:
         return run_dir(trainer) / SNAPSHOTS / f"epoch_{epoch:03d}.ckpt"
 
-    def wants_snapshot(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> bool:
+    def wants_snapshot(self, trainer: L.Trainer, epoch: int, weight_decay: float) -> bool:
         """Whether the end of ``epoch`` may become a rollback target (the rule may name ``epoch + extra``)."""
         assert self.monitor is not None
         named = epoch + self.extra_rollback_epochs
         last = trainer.max_epochs is not None and named >= trainer.max_epochs - 1
-        return (epoch >= 0 and named >= self.es_start_epoch and not last
-                and self.monitor.due(named, trainer.max_epochs)
-                and not self.at_maximum(self.weight_decay(trainer, pl_module)))
-
-    @override
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.pending is not None:
-            self.roll_back(trainer, pl_module)
-        elif self.wants_snapshot(trainer, pl_module, trainer.current_epoch - 1):
-            # The state at the end of the previous epoch, as its checkpoint holds it: after the learning-rate step,
-            # before the next epoch's data order is drawn.
-            trainer.save_checkpoint(self.snapshot_path(trainer, trainer.current_epoch - 1))
+        return (named >= self.es_start_epoch and not last and self.monitor.due(named, trainer.max_epochs)
+                and not self.at_maximum(weight_decay))
 
     # ------------------------------------------------------------------ the trigger
     @override
@@ -327,49 +319,48 @@ class DartsAda(_EigenvalueRule):
         decision = self.check(trainer, pl_module)
         level = self.weight_decay(trainer, pl_module)
         pl_module.log("ada/weight_decay", level, on_step=False, on_epoch=True, sync_dist=False)
-        if decision is None or not decision.stop:
-            return
-        if self.first_trigger is None:
-            self.first_trigger = vars(decision).copy()
-            self.write_es_genotype(trainer, decision, "early_stop", stopped=False)
-        if self.at_maximum(level):
+        if decision is not None and decision.stop:
+            if self.first_trigger is None:
+                self.first_trigger = vars(decision).copy()
+                self.write_es_genotype(trainer, decision, "early_stop", stopped=False)
+            if not self.at_maximum(level):
+                self.roll_back(trainer, pl_module, decision, level)
+                return
             if self.verbose:
                 rank_zero_info(f"DartsAda: the rule triggers at epoch {decision.epoch} (ratio {decision.ratio:.3g}), "
                                f"but the weight decay is at its maximum {self.max_weight_decay:g}; searching on.")
-            return
-        target = decision.named_epoch - self.extra_rollback_epochs
-        self.pending = {**vars(decision), "target": target, "from": level,
-                        "to": min(level * self.mul_factor, self.max_weight_decay)}
+        if self.wants_snapshot(trainer, trainer.current_epoch, level):
+            trainer.save_checkpoint(self.snapshot_path(trainer, trainer.current_epoch), weights_only=False)
 
-    def roll_back(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Restore the end of the pending target epoch, raise the weight decay, and make the next epoch target + 1."""
-        assert self.pending is not None and self.monitor is not None
-        pending, target = self.pending, int(self.pending["target"])
+    def roll_back(self, trainer: L.Trainer, pl_module: L.LightningModule, decision: StopDecision,
+                  level: float) -> None:
+        """Restore the end of the target epoch, raise the weight decay, make the next epoch target + 1."""
+        assert self.monitor is not None
+        target = decision.named_epoch - self.extra_rollback_epochs
+        raised = min(level * self.mul_factor, self.max_weight_decay)
         path = self.snapshot_path(trainer, target)
         if not path.is_file():
             raise ConfigurationError(f"DartsAda: the state of epoch {target} to roll back to ({path}) is missing; was "
-                                     "the run directory moved or pruned? Resume from a checkpoint before the trigger "
-                                     f"at epoch {pending['epoch']}, or remove DartsAda.")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        restore_search(trainer, pl_module, checkpoint)
+                                     "the run directory moved or pruned? Resume from a checkpoint written before "
+                                     f"epoch {target + 1}, or remove DartsAda.")
+        restore_search(trainer, pl_module, torch.load(path, map_location="cpu", weights_only=False))
         space = space_of(pl_module)
         assert space is not None
         for group in self.weight_optimizer(trainer, space).param_groups:
-            group["weight_decay"] = pending["to"]
-        set_epoch(trainer, target + 1)
+            group["weight_decay"] = raised
+        set_epoch(trainer, target)
         self.monitor.roll_back(trainer, target)
         self.genotypes = {e: g for e, g in self.genotypes.items() if e <= target}
-        self.rollbacks.append(dict(pending))
-        self.pending = None
-        self.monitor.add_event(trainer, {"kind": "rollback", **{k: v for k, v in pending.items() if k != "target"},
-                                         "named_epoch": target, "weight_decay": [pending["from"], pending["to"]]})
+        rollback = {**vars(decision), "target": target, "weight_decay": [level, raised]}
+        self.rollbacks.append(rollback)
+        self.monitor.add_event(trainer, {**rollback, "kind": "rollback", "named_epoch": target})
         self._prune(trainer, target)
         if self.verbose:
             rank_zero_info(
-                f"DartsAda: the local average of the largest Hessian eigenvalue rose by {pending['ratio']:.3g}x "
-                f"(> factor {self.factor:g}) at epoch {pending['epoch']}: rolled back to the end of epoch {target}, "
-                f"weight decay {pending['from']:g} -> {pending['to']:g} (rollback {len(self.rollbacks)}); continuing "
-                f"with epoch {target + 1}.")
+                f"DartsAda: the local average of the largest Hessian eigenvalue rose by {decision.ratio:.3g}x "
+                f"(> factor {self.factor:g}) at epoch {decision.epoch}: rolled back to the end of epoch {target}, "
+                f"weight decay {level:g} -> {raised:g} (rollback {len(self.rollbacks)}); the search continues with "
+                f"epoch {target + 1}.")
 
     def _prune(self, trainer: L.Trainer, target: int) -> None:
         """Remove the snapshots of undone epochs (rank 0)."""
@@ -388,13 +379,12 @@ class DartsAda(_EigenvalueRule):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "rollbacks": copy.deepcopy(self.rollbacks),
-                "pending": copy.deepcopy(self.pending), "first_trigger": copy.deepcopy(self.first_trigger)}
+                "first_trigger": copy.deepcopy(self.first_trigger)}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.rollbacks = list(state_dict.get("rollbacks", []))
-        self.pending = copy.deepcopy(state_dict.get("pending"))
         self.first_trigger = copy.deepcopy(state_dict.get("first_trigger"))
 
 
@@ -419,13 +409,8 @@ def restore_search(trainer: L.Trainer, pl_module: L.LightningModule, checkpoint:
 
 
 def set_epoch(trainer: L.Trainer, epoch: int) -> None:
-    """Make the epoch that is starting number ``epoch`` (called from ``on_train_epoch_start``): the fit loop's epoch
-    counters, and the epoch of the samplers that shuffle by it (``DistributedSampler``). The totals keep counting."""
+    """Make the epoch that is ending (called from ``on_train_epoch_end``) number ``epoch``, so the next one is
+    ``epoch + 1`` (its samplers then shuffle as after ``epoch``). The fit loop's totals keep counting."""
     current = trainer.fit_loop.epoch_progress.current
-    current.ready, current.started = epoch + 1, epoch  # the loop marks the epoch started after this hook
-    current.processed = current.completed = epoch
-    loader = trainer.fit_loop._combined_loader
-    for dataloader in loader.flattened if loader is not None else []:
-        for sampler in (getattr(dataloader, "sampler", None), getattr(dataloader, "batch_sampler", None)):
-            if callable(getattr(sampler, "set_epoch", None)):
-                sampler.set_epoch(epoch)
+    current.ready = current.started = current.processed = epoch + 1
+    current.completed = epoch  # the loop marks the epoch completed after the hooks

@@ -101,19 +101,16 @@ def early_stops() -> None:
     out = {}
     for name, (values, epochs, freq, window, delta, factor, start) in SEQUENCES.items():
         tracker = EVLocalAvg(window, freq, epochs)
-        checks = []
-        first = None
+        stops = []  # [epoch checked, stop_epoch, the epoch of stop_genotype] of every check that says stop
         for epoch in range(epochs):
             if epoch % freq == 0 or epoch == epochs - 1:
                 tracker.update(epoch, float(values[epoch]), epoch)  # the "genotype" is the epoch, to see which one
                 if epoch != epochs - 1:
                     tracker.early_stop(epoch, factor, start, delta)
-                    checks.append([epoch, bool(tracker.stop_search), int(tracker.stop_epoch),
-                                   int(tracker.stop_genotype)])
-                    if tracker.stop_search and first is None:
-                        first = [epoch, int(tracker.stop_epoch), int(tracker.stop_genotype)]
+                    if tracker.stop_search:
+                        stops.append([epoch, int(tracker.stop_epoch), int(tracker.stop_genotype)])
                     tracker.stop_search = False
-        out[name] = {"checks": checks, "first": first, "local_averages": [float(v) for v in tracker.ev_local_avg]}
+        out[name] = {"stops": stops, "local_averages": [float(v) for v in tracker.ev_local_avg]}
     show("AUTHORS_RULE", out)
 
 
