@@ -334,3 +334,39 @@ def test_early_stop_check_names_the_centre_of_the_earlier_window() -> None:
     rising = [*flat[:-1], 9.0]
     decision = early_stop_check(epochs, rising)
     assert decision.stop and decision.ratio == pytest.approx((4 + 9) / 5)
+
+
+def test_recurrent_space_fixes_its_dropout_masks_per_draw() -> None:
+    """The recurrent space draws dropout masks from torch's global generator in training mode: each evaluation seeds
+    them, so the value is a function of the architecture (another seed, another mask); evaluation mode has no dropout.
+    The carried hidden states and the global generator are untouched."""
+    from darts_pl.search import RNNSearchSpace
+
+    space = RNNSearchSpace(num_tokens=20, emb_size=8, hidden_size=8, num_nodes=3)
+    batch = {"input": torch.randint(0, 20, (5, 4)), "target": torch.randint(0, 20, (5, 4))}
+    space.train()
+    space(batch, "val")
+    space.commit("val")
+    carried = space._committed["val"].clone()
+    rng = torch.get_rng_state()
+    first = hessian_eigen(space, [batch], tol=1e-10, iterations=60)
+    assert hessian_eigen(space, [batch], tol=1e-10, iterations=60).max_eig == first.max_eig
+    assert hessian_eigen(space, [batch], tol=1e-10, iterations=60, seed=1).max_eig != first.max_eig
+    evaluated = hessian_eigen(space, [batch], tol=1e-10, iterations=60, mode="eval", seed=1)
+    other = hessian_eigen(space, [batch], tol=1e-10, iterations=60, mode="eval", seed=2)  # another start vector
+    assert evaluated.max_eig == pytest.approx(other.max_eig, rel=1e-5)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert "val" not in space._committed or torch.equal(space._committed["val"], carried)
+
+
+def test_cost_benchmark_runs_and_counts_products(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import bench_curvature
+
+    bench_curvature.main(["--space", "s3", "--batch", "4", "--cells", "3", "--channels", "4", "--image-size", "8",
+                          "--iters", "1", "--warmup", "0", "--methods", "lanczos", "--num-batches", "1",
+                          "--max-products", "5", "--spectrum", "--json", str(tmp_path / "cost.json")])
+    rows = {r["case"]: r for r in json.loads((tmp_path / "cost.json").read_text())["rows"]}
+    assert rows["iteration"]["x_iteration"] == 1.0
+    assert 1 <= rows["lanczos/1 batches"]["products"] <= 5
+    assert rows["spectrum/1 batches"]["products"] == rows["spectrum/1 batches"]["arch_entries"] == 84
+    assert "x iteration" in capsys.readouterr().out
