@@ -477,3 +477,79 @@ def plot_curvature(history: CurvatureHistory, ax: Any = None, window: int | None
     ax.set_ylabel(r"$\lambda_{max}(\nabla^2_\alpha L_{val})$")
     ax.legend(fontsize=8)
     return ax
+
+
+def skip_counts(run: str | os.PathLike[str]) -> dict[int, dict[str, int]]:
+    """``{epoch: {"num_skip_connect": n, "num_parameter_free": m}}`` of the watched cell of every
+    ``genotypes/epoch_NNN.json`` in a run directory (the genotype's own collapse counts; the normal cell of a DARTS
+    genotype). A rollback rewrites the files of the epochs it repeats: these are the final line's."""
+    from darts_pl import genotypes
+
+    counts = {}
+    for path in sorted((Path(run) / "genotypes").glob("epoch_*.json")):
+        per_cell = genotypes.load(path).collapse_counts()
+        if per_cell:
+            counts[int(path.stem.split("_")[1])] = next(iter(per_cell.values()))
+    return counts
+
+
+def summary(run: str | os.PathLike[str], window: int = 5) -> str:
+    """A run's curvature as text: per evaluated epoch of the final line the largest eigenvalue, the authors' local
+    average and the skip connections of the derived cell; then the early stops and rollbacks."""
+    history = load_curvature(run)
+    skips = skip_counts(run)
+    epochs, values = history.curve()
+    averages = history.local_averages(window)
+    lines = [f"{'epoch':>5} {'max eig':>12} {'local avg':>12} {'skips':>5}"]
+    for epoch, value, average in zip(epochs.tolist(), values.tolist(), averages.tolist()):
+        count = skips.get(epoch, {}).get("num_skip_connect")
+        lines.append(f"{epoch:>5} {value:>12.6g} {average:>12.6g} {'-' if count is None else count:>5}")
+    for event in history.events:
+        what = "DARTS-ES stop" if event["kind"] == "early_stop" else "DARTS-ADA rollback"
+        extra = f", weight decay {event['weight_decay'][0]:g} -> {event['weight_decay'][1]:g}" \
+            if event["kind"] == "rollback" else ""
+        lines.append(f"{what} at epoch {event['epoch']}: ratio {event['ratio']:.3g}, names epoch "
+                     f"{event['named_epoch']}{extra}")
+    undone = int((~history.active).sum())
+    if undone:
+        lines.append(f"({undone} evaluations of epochs a rollback undid are not listed)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m darts_pl.curvature RUN [--plot FILE]``: print :func:`summary`, optionally draw :func:`plot_curvature`
+    with the skip connections per epoch."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m darts_pl.curvature", description=main.__doc__)
+    parser.add_argument("run", help="a run directory (it holds curvature.json)")
+    parser.add_argument("--window", type=int, default=5, help="the local average's window (the authors': 5)")
+    parser.add_argument("--plot", default=None, help="also draw the curve into this image file")
+    options = parser.parse_args(argv)
+    try:
+        print(summary(options.run, options.window))
+    except ConfigurationError as err:
+        raise SystemExit(f"python -m darts_pl.curvature: error: {err}") from None
+    if options.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, ax = plt.subplots(figsize=(8, 4))
+        plot_curvature(load_curvature(options.run), ax, options.window)
+        skips = skip_counts(options.run)
+        if skips:
+            twin = ax.twinx()
+            from matplotlib.ticker import MaxNLocator
+
+            twin.step(list(skips), [c["num_skip_connect"] for c in skips.values()], where="mid", color="0.4", lw=1)
+            twin.set_ylabel("skip connections in the derived cell (grey)")
+            twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+        figure.tight_layout()
+        figure.savefig(options.plot, dpi=120)
+        print(f"curve written to {options.plot}")
+
+
+if __name__ == "__main__":
+    main()

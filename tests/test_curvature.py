@@ -277,6 +277,7 @@ def test_monitor_in_a_fit_logs_writes_and_changes_nothing(tmp_path: Path) -> Non
     plot_curvature(history)
 
 
+@pytest.mark.slow
 def test_resumed_run_logs_the_same_eigenvalues(tmp_path: Path) -> None:
     """A run stopped after epoch 1 and resumed from its checkpoint logs the uninterrupted run's eigenvalues (the fixed
     batch comes back from the checkpoint)."""

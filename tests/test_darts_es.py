@@ -282,3 +282,42 @@ def test_collapse_overlays_run_on_the_quickstart(tmp_path: Path, overlay: str) -
     history = load_curvature(run)
     assert history.epochs.tolist() == [0, 1]  # every epoch, or every second one and the last
     assert (run / "genotype.json").is_file() and not (run / "rollback").exists()
+
+
+def test_darts_es_writes_the_result_itself_without_genotype_checkpoint(tmp_path: Path) -> None:
+    fit(tmp_path, [DartsEarlyStop(**TRIGGER, verbose=False), CurvatureMonitor(iterations=4, verbose=False)],
+        max_epochs=6)
+    assert genotypes.load(tmp_path / "genotype.json") == genotypes.load(tmp_path / "genotype_darts_es.json")
+    assert load_curvature(tmp_path).epochs.tolist() == [0, 1, 2, 3]
+
+
+class RankState(Callback):
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        monitor = next(cb for cb in trainer.callbacks if isinstance(cb, CurvatureMonitor))
+        # parameters: the search's batch-norm statistics follow each rank's own shard (the loop calls the space
+        # outside DDP's forward, which would broadcast them)
+        torch.save({"state": {n: p.detach().clone() for n, p in pl_module.named_parameters()},
+                    "wd": trainer.optimizers[0].param_groups[0]["weight_decay"], "records": monitor.records},
+                   self.out / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_darts_ada_under_ddp_rolls_every_rank_back_alike(tmp_path: Path) -> None:
+    """Two gloo processes: every rank restores the snapshot rank 0 wrote (each its own generators), raises the weight
+    decay, and ends with the same weights, alphas and eigenvalues."""
+    module = LitSearch(tiny_space())
+    trainer_ = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=5, limit_train_batches=2,
+                         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[CurvatureMonitor(iterations=4, verbose=False), ada(verbose=False),
+                                    RankState(tmp_path)])
+    trainer_.fit(module, DigitsDataModule(batch_size=16))
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert [r["epoch"] for r in r0["records"]] == [0, 1, 2, 3, 2, 3, 4]
+    assert r0["records"] == r1["records"] and r0["wd"] == r1["wd"] == pytest.approx(3e-3)
+    for name, tensor in r0["state"].items():
+        assert torch.equal(tensor, r1["state"][name]), name

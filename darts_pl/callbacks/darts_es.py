@@ -129,8 +129,8 @@ class _EigenvalueRule(Callback):
             genotypes.save(genotype, directory / ES_GENOTYPE)
         event = {"kind": kind, **vars(decision), "stopped": stopped}
         self.monitor.add_event(trainer, event)
-        return (f"the local average of the largest Hessian eigenvalue rose by {decision.ratio:.3g}x over {self.delta} "
-                f"evaluations (> factor {self.factor:g}) at epoch {decision.epoch}")
+        return (f"the local average of the largest Hessian eigenvalue is {decision.ratio:.3g} times what it was "
+                f"{self.delta} evaluations before (> factor {self.factor:g}) at epoch {decision.epoch}")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -357,8 +357,9 @@ class DartsAda(_EigenvalueRule):
         self._prune(trainer, target)
         if self.verbose:
             rank_zero_info(
-                f"DartsAda: the local average of the largest Hessian eigenvalue rose by {decision.ratio:.3g}x "
-                f"(> factor {self.factor:g}) at epoch {decision.epoch}: rolled back to the end of epoch {target}, "
+                f"DartsAda: the local average of the largest Hessian eigenvalue is {decision.ratio:.3g} times what "
+                f"it was {self.delta} evaluations before (> factor {self.factor:g}) at epoch {decision.epoch}: rolled "
+                f"back to the end of epoch {target}, "
                 f"weight decay {level:g} -> {raised:g} (rollback {len(self.rollbacks)}); the search continues with "
                 f"epoch {target + 1}.")
 
