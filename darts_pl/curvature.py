@@ -169,7 +169,7 @@ class ArchHessian:
     def matvec(self, vector: torch.Tensor) -> torch.Tensor:
         """``H v`` for a flat float64 ``v`` of :attr:`numel` entries (a product with every batch and draw; under DDP
         averaged over the ranks)."""
-        parts = [p.reshape(a.shape).to(a.dtype).to(a.device)
+        parts = [p.reshape(a.shape).to(a.dtype).to(a.device)  # (n,) -> one piece per tensor, e.g. (edges, ops)
                  for p, a in zip(vector.split([a.numel() for a in self.alphas]), self.alphas)]
         total = [torch.zeros_like(a) for a in self.alphas]
         for term in self.terms:
@@ -183,7 +183,7 @@ class ArchHessian:
         if self.distributed:
             all_reduce_mean_(total)  # the Hessian of the global batch: every rank holds the same product
         self.products += 1
-        flat = torch.cat([t.reshape(-1) for t in total]).double().cpu()
+        flat = torch.cat([t.reshape(-1) for t in total]).double().cpu()  # (n,)
         return flat + self._decay * vector.double().cpu()
 
     def dense(self) -> torch.Tensor:

@@ -238,7 +238,9 @@ class DartsAda(_EigenvalueRule):
     in the triggering epoch's end, so what runs after this callback (the module's end of epoch: its learning-rate step;
     callbacks listed later; the checkpoint of the epoch) runs as it did after the named epoch, and the checkpoint
     written then already holds the rolled-back search (a resumed run continues from it like from any epoch). The files
-    of undone epochs go at a rollback, and all of them at the end of the fit unless ``keep_snapshots``.
+    of undone epochs go at a rollback, and all of them at the end of the fit unless ``keep_snapshots``. Under DDP rank 0
+    writes them and every rank reads them back: the run directory must be on a file system all ranks see (as for
+    ``--ckpt_path``).
 
     Args:
         window: Eigenvalues in a local average.
