@@ -10,3 +10,7 @@ __all__ += ["ArchitectureMonitor", "SkipConnectEarlyStop"]
 from darts_pl.callbacks.benchmark import BenchmarkLookup  # noqa: E402
 
 __all__ += ["BenchmarkLookup"]
+from darts_pl.callbacks.curvature import CurvatureMonitor  # noqa: E402
+from darts_pl.callbacks.darts_es import DartsAda, DartsEarlyStop  # noqa: E402
+
+__all__ += ["CurvatureMonitor", "DartsAda", "DartsEarlyStop"]

@@ -62,6 +62,13 @@ class GenotypeCheckpoint(Callback):
         self.diagram_engine = diagram_engine
         self.last: Any = None
         self.stable_since = 0
+        self.result: tuple[genotypes.CellGenotype, str] | None = None
+
+    def select(self, genotype: genotypes.CellGenotype, reason: str) -> None:
+        """Make ``genotype`` the fit's result: ``genotype.json`` at the end of the fit is that cell instead of the
+        current one, and the final line gives ``reason`` (DARTS-ES returns the genotype of an earlier epoch). Not saved
+        with the callback's state: the caller selects again after a resume."""
+        self.result = (genotype, reason)
 
     def _dir(self, trainer: L.Trainer) -> Path:
         return Path(self.dirpath) if self.dirpath else run_dir(trainer)
@@ -100,10 +107,10 @@ class GenotypeCheckpoint(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         directory = self._dir(trainer)
         if trainer.is_global_zero:
-            genotype = pl_module.space.genotype()
+            genotype, reason = self.result if self.result is not None else (pl_module.space.genotype(), "")
             path = genotypes.save(genotype, directory / "genotype.json")
             self._draw(genotype, directory / "genotype")
-            rank_zero_info(f"Final genotype written to {path}: {genotype}")
+            rank_zero_info(f"Final genotype{f' ({reason})' if reason else ''} written to {path}: {genotype}")
             empty = genotype.empty_cells()
             if empty:
                 rank_zero_warn(f"The derived {' and '.join(empty)} cell keeps no op on any edge (every edge is "
