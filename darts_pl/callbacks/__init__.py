@@ -10,3 +10,6 @@ __all__ += ["ArchitectureMonitor", "SkipConnectEarlyStop"]
 from darts_pl.callbacks.benchmark import BenchmarkLookup  # noqa: E402
 
 __all__ += ["BenchmarkLookup"]
+from darts_pl.callbacks.warm_start import WarmStart  # noqa: E402
+
+__all__ += ["WarmStart"]
