@@ -1,10 +1,17 @@
-"""``darts-pl-progressive``: P-DARTS's progressive search (Chen et al., "Progressive Differentiable Architecture
-Search: Bridging the Depth Gap between Search and Evaluation", ICCV 2019), one ``darts-pl fit`` per stage.
+"""``darts-pl-progressive``: a search in stages, each one ``darts-pl fit`` run, as a method's recipe declares them
+(:mod:`darts_pl.recipes`): P-DARTS (Chen et al., "Progressive Differentiable Architecture Search: Bridging the Depth
+Gap between Search and Evaluation", ICCV 2019) and DrNAS's progressive learning (Chen et al., "DrNAS: Dirichlet
+Neural Architecture Search", ICLR 2021).
 
     darts-pl-progressive --config configs/search_cifar.yaml --config configs/variants/pdarts.yaml
-    darts-pl-progressive --config configs/search_cifar.yaml --config configs/variants/pdarts.yaml --ckpt_path last
+    darts-pl-progressive --config configs/search_cifar.yaml --config configs/variants/drnas.yaml --recipe drnas
+    darts-pl-progressive ... --ckpt_path last            # continue: finished stages are not run again
 
-Each stage searches a deeper supernet on fewer candidate ops per edge: the authors' CIFAR-10 recipe
+``--recipe`` names the recipe; without it, the config's ``model.init_args.method`` does when a recipe has that name
+(``pdarts``, ``drnas``), and P-DARTS otherwise. Each recipe has options of its own (``--help`` with ``--recipe``
+lists them; defaults are the authors' CIFAR-10 search).
+
+P-DARTS: each stage searches a deeper supernet on fewer candidate ops per edge: the authors' CIFAR-10 recipe
 (``train_search.py`` with ``--add_layers 6 --add_layers 12 --dropout_rate 0.1 0.4 0.7``) runs 5, 11 and 17
 cells on 8, 5 and 3 ops per edge. After a stage, each edge keeps the ops with the highest final probabilities
 (``none`` included, as the authors' ``get_min_k``); the next stage starts afresh (new weights and alphas) on
@@ -12,25 +19,37 @@ those ops (``CNNSearchSpace(edge_primitives=...)``). Every stage has dropout on 
 stage's rate, decayed by an :class:`~darts_pl.parts.ExponentialSchedule`; the last stage derives the cell
 with at most ``max_skips`` skip connections in the normal cell (:class:`~darts_pl.search.MaxSkips`).
 
+DrNAS: two stages on one supernet (20 cells, 36 channels), partial channels K = 6 then 4, 25 epochs each with 10
+warm-up epochs, one cosine learning rate over the 50; after stage 1 each edge keeps its 4 ops with the highest
+alphas, masked in stage 2 (``alpha_columns: primitives``), which starts from stage 1's last checkpoint with its ops
+widened, its alphas, optimizers and schedule (``darts_pl.callbacks.WarmStart``).
+
 Everything after the driver's own options is passed to ``darts-pl fit`` for every stage (configs and overrides);
-the driver adds, per stage, ``--config <root>/stage_N/stage.yaml`` (the stage's ``num_cells``,
-``edge_primitives``, ``skip_dropout``, ``warmup_epochs``, ``schedules`` and, last, ``derivation``: these keys
-belong to the driver) and ``--trainer.default_root_dir <root>/stage_N``. It writes, under ``--root``:
+the driver adds, per stage, ``--config <root>/stage_N/stage.yaml`` (the keys the recipe sets: P-DARTS's
+``num_cells``, ``edge_primitives``, ``skip_dropout``, ``warmup_epochs``, ``schedules`` and, last, ``derivation``;
+DrNAS's ``trainer.max_epochs``, ``channels``, ``num_cells``, ``edge``, ``edge_primitives``, ``alpha_columns``,
+``warmup_epochs``, the weight scheduler's ``T_max`` and, from stage 2, a ``WarmStart`` callback: these keys belong to
+the driver) and ``--trainer.default_root_dir <root>/stage_N``. It writes, under ``--root`` (``runs/<recipe>`` by
+default):
 
 * ``stage_N/``: the stage's run (its own run directory, config, checkpoints, genotype, alpha history);
-* ``stages.json``: the settings, and per finished stage its run directory, the op sets it searched, its final
-  probabilities, its genotype and the op sets it passes on (``pruned``);
+* ``stages.json``: the recipe, its settings, and per finished stage its run directory and last checkpoint, the op
+  sets it searched, its final probabilities, its genotype and the op sets it passes on (``pruned``);
 * ``genotype.json``: the last stage's genotype, the result.
 
 ``--ckpt_path last`` continues: finished stages (recorded in ``stages.json``) are not run again, the first
 unfinished one continues from its newest checkpoint (``darts-pl fit --ckpt_path last``), the rest follow.
-Stage results are read from the run's ``alpha_history.npz`` (``ArchitectureMonitor``) and ``genotype.json``
-(``GenotypeCheckpoint``): the config needs both callbacks, as ``search_cifar.yaml`` and ``quickstart.yaml`` have.
+Stage results are read from the run's ``alpha_history.npz`` (``ArchitectureMonitor``), ``genotype.json``
+(``GenotypeCheckpoint``) and last checkpoint: the config needs both callbacks and a ``ModelCheckpoint``, as
+``search_cifar.yaml`` and ``quickstart.yaml`` have.
 
 Notes (deviations from the authors' code):
-    * The authors clip the alpha gradient at norm 5 (``grad_clip``); ``LitSearch`` clips the weight gradient only.
-    * Their weight learning rate follows ``scheduler.step()`` before each epoch (PyTorch 0.4 order), one epoch
-      ahead of the cosine schedule; here the cosine starts at the initial rate.
+    * P-DARTS: the authors clip the alpha gradient at norm 5 (``grad_clip``); ``LitSearch`` clips the weight
+      gradient only. Their weight learning rate follows ``scheduler.step()`` before each epoch (PyTorch 0.4 order),
+      one epoch ahead of the cosine schedule; here the cosine starts at the initial rate.
+    * DrNAS: the widening's channel picks come from a generator of their own (``--widen_seed``), where the authors'
+      draw from the global generator in the state their 25 epochs left it; the Dirichlet samples continue from
+      stage 1's sampler (the authors' global generator continues too).
 """
 from __future__ import annotations
 
@@ -38,7 +57,7 @@ import argparse
 import json
 import sys
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,100 +67,74 @@ from darts_pl import cli, genotypes
 from darts_pl.atomic import atomic_write
 from darts_pl.callbacks.monitor import HISTORY_ARRAYS, AlphaHistory
 from darts_pl.errors import ConfigurationError
+from darts_pl.recipes import (
+    CELLS,
+    RECIPES,
+    Recipe,
+    Stage,
+    last_checkpoint,
+    prune_edge_primitives,
+)
+
+__all__ = ["RECIPES", "main", "prune_edge_primitives", "run", "run_fit"]
 
 FORMAT = "darts_pl.progressive/1"
 RECORD = "stages.json"
-CELLS = ("normal", "reduce")
+DRIVER = ("--trainer.default_root_dir", "--ckpt_path")
+"""``darts-pl fit`` options the driver sets for every stage."""
 
 
-def prune_edge_primitives(probs: Sequence[Sequence[float]], edge_primitives: Sequence[Sequence[str]],
-                          primitives: Sequence[str], keep: int) -> list[list[str]]:
-    """The ``keep`` ops of every edge with the highest probabilities, in their order on the edge.
-
-    Ranks every op of the edge, ``none`` included, and drops the lowest first (ties: the earlier op on the edge
-    goes first), as the authors' ``get_min_k`` does between stages.
-
-    Args:
-        probs: One cell type's final probabilities, ``(edges, len(primitives))`` (``space.edge_probs()``).
-        edge_primitives: The ops each edge had in the stage, one row per edge.
-        primitives: The column names of ``probs``.
-        keep: How many ops each edge keeps.
-    """
-    if len(probs) != len(edge_primitives):
-        raise ConfigurationError(f"prune_edge_primitives: {len(probs)} rows of probabilities for "
-                                 f"{len(edge_primitives)} edges.")
-    pruned = []
-    for e, row in enumerate(edge_primitives):
-        if not 1 <= keep <= len(row):
-            raise ConfigurationError(f"prune_edge_primitives: keep={keep} ops, but edge {e} has {len(row)} "
-                                     f"({list(row)}); keep between 1 and {len(row)}.")
-        values = [float(probs[e][list(primitives).index(op)]) for op in row]
-        dropped = set(sorted(range(len(row)), key=lambda j: (values[j], j))[:len(row) - keep])
-        pruned.append([op for j, op in enumerate(row) if j not in dropped])
-    return pruned
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser(recipe: Recipe | None = None) -> argparse.ArgumentParser:
+    """The driver's options, with ``recipe``'s (all recipes' names, to set them apart from ``darts-pl fit``'s, when
+    none is given)."""
     parser = argparse.ArgumentParser(
         prog="darts-pl-progressive", allow_abbrev=False,
-        description="P-DARTS: a progressive search in stages, each a `darts-pl fit` run; arguments after these "
-                    "options (--config ..., --trainer...., --model....) go to every stage's `darts-pl fit`.")
-    parser.add_argument("--root", default="runs/pdarts", help="directory of the stages (stage_N/), stages.json and "
-                        "genotype.json (default: %(default)s)")
-    parser.add_argument("--num_cells", type=int, nargs="+", default=[5, 11, 17],
-                        help="cells of each stage's supernet (default: %(default)s; authors: 5 + add_layers 0 6 12)")
-    parser.add_argument("--keep_ops", type=int, nargs="*", default=[5, 3],
-                        help="ops each edge keeps for stages 2, 3, ... (default: %(default)s: 8 -> 5 -> 3 ops)")
-    parser.add_argument("--skip_dropout", type=float, nargs="+", default=[0.1, 0.4, 0.7],
-                        help="skip-connection dropout rate of each stage (default: %(default)s, the authors' "
-                             "command; the paper says 0.0 0.4 0.7 on CIFAR-10)")
-    parser.add_argument("--skip_dropout_decay", type=float, default=0.2,
-                        help="exponential decay per epoch of the rate after the warm-up (default: %(default)s)")
-    parser.add_argument("--warmup_epochs", type=int, default=10,
-                        help="epochs of weight steps only at the start of each stage (default: %(default)s)")
-    parser.add_argument("--max_skips", type=int, default=2,
-                        help="most skip connections in the final normal cell, M; -1: no limit (default: %(default)s)")
+        description="A progressive search in stages (P-DARTS, DrNAS), each a `darts-pl fit` run; arguments after "
+                    "these options (--config ..., --trainer...., --model....) go to every stage's `darts-pl fit`.")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                        help="the method's stages (default: the config's model.init_args.method if a recipe has that "
+                             "name, else pdarts)")
+    parser.add_argument("--root", default=None, help="directory of the stages (stage_N/), stages.json and "
+                        "genotype.json (default: runs/<recipe>)")
     parser.add_argument("--ckpt_path", choices=["last"], default=None,
                         help="'last': skip the finished stages and continue the first unfinished one")
+    if recipe is not None:
+        recipe.add_arguments(parser.add_argument_group(f"recipe {recipe.name}"))  # type: ignore[arg-type]
+    else:
+        for name in _recipe_options():
+            parser.add_argument(name, nargs="*", default=argparse.SUPPRESS)
     return parser
 
 
-def _settings(options: argparse.Namespace) -> dict[str, Any]:
-    stages = len(options.num_cells)
-    if len(options.skip_dropout) != stages or len(options.keep_ops) != stages - 1:
-        raise ConfigurationError(
-            f"--num_cells has {stages} stages: give --skip_dropout {stages} rates and --keep_ops {stages - 1} counts "
-            f"(ops kept for stages 2..{stages}); got --skip_dropout {options.skip_dropout}, --keep_ops "
-            f"{options.keep_ops}.")
-    if any(n < 3 for n in options.num_cells):
-        raise ConfigurationError(f"--num_cells {options.num_cells}: every stage needs >= 3 cells (two reductions).")
-    if any(k < 2 for k in options.keep_ops) or list(options.keep_ops) != sorted(options.keep_ops, reverse=True):
-        raise ConfigurationError(f"--keep_ops {options.keep_ops}: counts must not grow and be >= 2 (a stage searches "
-                                 "among at least two ops per edge; the last stage's derivation picks one).")
-    if any(not 0.0 <= p < 1.0 for p in options.skip_dropout):
-        raise ConfigurationError(f"--skip_dropout {options.skip_dropout}: rates must be in [0, 1).")
-    if options.warmup_epochs < 0:
-        raise ConfigurationError(f"--warmup_epochs {options.warmup_epochs} must be >= 0.")
-    return {"num_cells": list(options.num_cells), "keep_ops": list(options.keep_ops),
-            "skip_dropout": list(options.skip_dropout), "skip_dropout_decay": options.skip_dropout_decay,
-            "warmup_epochs": options.warmup_epochs, "max_skips": options.max_skips}
+def _recipe_options(recipe: Recipe | None = None) -> list[str]:
+    """The option names of ``recipe`` (of every recipe when ``None``)."""
+    names: list[str] = []
+    for item in [recipe] if recipe is not None else RECIPES.values():
+        probe = argparse.ArgumentParser(add_help=False)
+        item.add_arguments(probe)
+        names += [opt for action in probe._actions for opt in action.option_strings if opt not in names]
+    return names
 
 
-def stage_overlay(settings: Mapping[str, Any], stage: int,
-                  edge_primitives: Mapping[str, list[list[str]]] | None) -> dict[str, Any]:
-    """The config overlay of stage ``stage`` (0-based): the keys the driver sets in every stage."""
-    rate = settings["skip_dropout"][stage]
-    space: dict[str, Any] = {"num_cells": settings["num_cells"][stage], "skip_dropout": rate}
-    if edge_primitives is not None:
-        space["edge_primitives"] = {cell: [list(row) for row in rows] for cell, rows in edge_primitives.items()}
-    if stage == len(settings["num_cells"]) - 1 and settings["max_skips"] >= 0:
-        space["derivation"] = {"class_path": "darts_pl.search.MaxSkips",
-                               "init_args": {"max_skips": settings["max_skips"], "cells": ["normal"]}}
-    schedule = {"class_path": "darts_pl.parts.ExponentialSchedule",
-                "init_args": {"target": "space.skip_dropout.p", "start": rate,
-                              "decay": settings["skip_dropout_decay"], "warmup_epochs": settings["warmup_epochs"]}}
-    return {"model": {"init_args": {"warmup_epochs": settings["warmup_epochs"], "space": {"init_args": space},
-                                    "schedules": [schedule]}}}
+def _recipe(argv: list[str]) -> tuple[Recipe, argparse.Namespace, list[str], Any]:
+    """The recipe, the driver's options, the arguments for ``darts-pl fit`` and their resolved config."""
+    first, fit_args = _parser().parse_known_args(argv)
+    config = cli.resolve_config(fit_args)
+    name = first.recipe
+    if name is None:
+        method = config.model.init_args.get("method") if config.get("model") is not None else None
+        name = method if method in RECIPES else "pdarts"
+    recipe = RECIPES[name]
+    foreign = sorted(set(vars(first)) - {"recipe", "root", "ckpt_path"} - set(
+        opt.lstrip("-") for opt in _recipe_options(recipe)))
+    if foreign:
+        owners = [r.name for r in RECIPES.values() if f"--{foreign[0]}" in _recipe_options(r)]
+        raise ConfigurationError(f"--{foreign[0]} is an option of recipe {', '.join(owners)}, not of {name}; remove it "
+                                 f"(or give --recipe {owners[0]}).")
+    options, fit_args = _parser(recipe).parse_known_args(argv)
+    if options.root is None:
+        options.root = f"runs/{recipe.name}"
+    return recipe, options, fit_args, config
 
 
 def run_fit(args: list[str]) -> None:
@@ -153,12 +146,12 @@ def run_fit(args: list[str]) -> None:
         sys.argv = argv
 
 
-def _check_keep_ops(settings: Mapping[str, Any], fit_args: list[str]) -> None:
+def _check_keep_ops(keep_ops: list[int], config: Any) -> None:
     """Refuse, before any stage runs, to keep more ops per edge than the first stage searches (the config's
     ``primitives``, or its ``edge_primitives`` where a space was pruned by hand)."""
-    if not settings["keep_ops"]:
+    if not keep_ops:
         return
-    space = cli.resolve_config(fit_args).model.init_args.get("space")
+    space = config.model.init_args.get("space") if config.get("model") is not None else None
     space_args = space.get("init_args") if space is not None else None
     primitives = list(space_args.get("primitives") or []) if space_args is not None else []
     if not primitives:
@@ -166,10 +159,10 @@ def _check_keep_ops(settings: Mapping[str, Any], fit_args: list[str]) -> None:
     edge_primitives = space_args.get("edge_primitives") or {}
     rows = [row for cell_rows in dict(edge_primitives).values() for row in cell_rows] or [primitives]
     fewest = min(len(row) for row in rows)
-    if settings["keep_ops"][0] > fewest:
-        given = " ".join(map(str, settings["keep_ops"]))
+    if keep_ops[0] > fewest:
+        given = " ".join(map(str, keep_ops))
         where = "per edge in its edge_primitives" if edge_primitives else f"(primitives: {', '.join(primitives)})"
-        raise ConfigurationError(f"--keep_ops {given}: stage 2 would keep {settings['keep_ops'][0]} ops per edge, but "
+        raise ConfigurationError(f"--keep_ops {given}: stage 2 would keep {keep_ops[0]} ops per edge, but "
                                  f"stage 1 searches {fewest} ops {where}; give counts of at most {fewest}.")
 
 
@@ -208,36 +201,37 @@ def _read_stage(stage: int, stage_dir: Path, run: Path) -> tuple[AlphaHistory, g
     return history, genotype
 
 
-def _finish_stage(settings: Mapping[str, Any], stage: int, stage_dir: Path,
+def _finish_stage(stage: Stage, index: int, stage_dir: Path,
                   given: Mapping[str, list[list[str]]] | None) -> dict[str, Any]:
     """Read a finished stage's result (``given``: the op sets the driver gave it) and prune its op sets for the
     next stage."""
     run = _stage_result(stage_dir)
-    history, genotype = _read_stage(stage, stage_dir, run)
+    history, genotype = _read_stage(index, stage_dir, run)
     primitives = history.primitives
     probs = {cell: history.probs[cell][-1].tolist() for cell in CELLS}  # (edges, len(primitives)), last epoch
     searched = {cell: [list(primitives) for _ in probs[cell]] for cell in CELLS}
     searched.update(given or _configured_edge_primitives(run))
     entry: dict[str, Any] = {
-        "stage": stage + 1, "num_cells": settings["num_cells"][stage], "skip_dropout": settings["skip_dropout"][stage],
-        "run_dir": str(run), "primitives": primitives, "edge_primitives": searched, "probs": probs,
-        "genotype": genotypes.to_dict(genotype),
+        "stage": index + 1, **stage.record, "run_dir": str(run), "checkpoint": str(last_checkpoint(run)),
+        "primitives": primitives, "edge_primitives": searched, "probs": probs, "genotype": genotypes.to_dict(genotype),
     }
-    if stage < len(settings["keep_ops"]):
-        keep = settings["keep_ops"][stage]
-        entry["pruned"] = {cell: prune_edge_primitives(probs[cell], searched[cell], primitives, keep)
-                           for cell in CELLS}
+    if stage.pruning is not None:
+        entry["pruned"] = stage.pruning.prune(run, probs, searched, primitives)
     return entry
 
 
-def _load_record(root: Path, settings: Mapping[str, Any], resume: bool) -> dict[str, Any]:
+def _load_record(root: Path, recipe: Recipe, settings: Mapping[str, Any], resume: bool) -> dict[str, Any]:
     path = root / RECORD
     if not path.is_file():
-        return {"format": FORMAT, "settings": dict(settings), "stages": []}
+        return {"format": FORMAT, "recipe": recipe.name, "settings": dict(settings), "stages": []}
     if not resume:
         raise ConfigurationError(f"{str(path)!r} already records a progressive search; continue it with --ckpt_path "
                                  "last, or choose another --root.")
-    record = _read_record(path, settings)
+    record = _read_record(path, len(settings["keep_ops"]))
+    planned = record.get("recipe", "pdarts")  # records of the P-DARTS-only driver name no recipe
+    if planned != recipe.name:
+        raise ConfigurationError(f"{str(path)!r} records a {planned} search; continue it with --recipe {planned}, or "
+                                 "choose another --root.")
     if record.get("settings") != dict(settings):
         raise ConfigurationError(f"{str(path)!r} was planned with {record.get('settings')}; continue it with the same "
                                  f"stage options (got {dict(settings)}), or choose another --root.")
@@ -248,11 +242,11 @@ STAGE_FIELDS = ("stage", "run_dir", "primitives", "edge_primitives", "probs", "g
 """What every recorded stage holds (and ``pruned``, the op sets of the next stage, for all but the last)."""
 
 
-def _read_record(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+def _read_record(path: Path, pruned_stages: int) -> dict[str, Any]:
     """``stages.json``, checked for what the driver reads from it; one line naming the file if it is damaged."""
     try:
         record = json.loads(path.read_text())
-        problem = _record_problem(record, len(settings["keep_ops"]))
+        problem = _record_problem(record, pruned_stages)
     except (OSError, ValueError) as err:  # unreadable, not JSON (a torn or empty file), a bad genotype
         problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if problem:
@@ -282,33 +276,57 @@ def _save_record(root: Path, record: Mapping[str, Any]) -> None:
     atomic_write(root / RECORD, json.dumps(record, indent=1) + "\n")
 
 
-def run(options: argparse.Namespace, fit_args: list[str]) -> dict[str, Any]:
-    """Run (or continue) every stage; returns the record written to ``stages.json``."""
-    settings = _settings(options)
-    if any(arg.split("=")[0] in ("--trainer.default_root_dir", "--ckpt_path") for arg in fit_args):
-        raise ConfigurationError("darts-pl-progressive sets each stage's --trainer.default_root_dir (use --root) and "
-                                 "its --ckpt_path (use the driver's --ckpt_path last).")
-    _check_keep_ops(settings, fit_args)
-    root = Path(options.root).absolute()
-    record = _load_record(root, settings, options.ckpt_path == "last")
+def _stage_config(stages: list[Stage], index: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Stage ``index``'s overlay: its own keys, the op sets the previous stage passed on (in the form its pruning
+    gives them), and the callback that starts it from the previous stage's end."""
+    config = json.loads(json.dumps(stages[index].overrides))  # a deep copy
+    if index == 0:
+        return config
+    previous, done = stages[index - 1], record["stages"][index - 1]
+    if previous.pruning is not None:
+        space = config.setdefault("model", {}).setdefault("init_args", {}).setdefault("space", {})
+        space.setdefault("init_args", {}).update(previous.pruning.space(done["pruned"]))
+    if stages[index].warm_start is not None:
+        checkpoint = done.get("checkpoint") or str(last_checkpoint(Path(done["run_dir"])))
+        config.setdefault("trainer", {})["callbacks+"] = [stages[index].warm_start.callback(checkpoint)]
+    return config
+
+
+def run(options: argparse.Namespace, fit_args: list[str], recipe: Recipe | None = None,
+        config: Any = None) -> dict[str, Any]:
+    """Run (or continue) every stage of ``recipe`` (P-DARTS when omitted); returns the record written to
+    ``stages.json``."""
+    recipe = recipe if recipe is not None else RECIPES["pdarts"]
+    settings = recipe.settings(options)
+    owned = [arg.split("=")[0] for arg in fit_args if arg.split("=")[0] in DRIVER + recipe.owned]
+    if owned:
+        raise ConfigurationError(f"darts-pl-progressive sets each stage's --trainer.default_root_dir (use --root) and "
+                                 f"its --ckpt_path (use the driver's --ckpt_path last); recipe {recipe.name} also sets "
+                                 f"{', '.join(recipe.owned) or 'nothing else'} (see its options). Remove {owned[0]}.")
+    config = config if config is not None else cli.resolve_config(fit_args)
+    _check_keep_ops(settings["keep_ops"], config)
+    recipe.check(settings, config)
+    root = Path(options.root if options.root is not None else f"runs/{recipe.name}").absolute()
+    record = _load_record(root, recipe, settings, options.ckpt_path == "last")
+    stages = recipe.stages(settings)
     done = len(record["stages"])
-    for stage in range(done, len(settings["num_cells"])):
-        stage_dir = root / f"stage_{stage + 1}"
-        previous = record["stages"][stage - 1]["pruned"] if stage > 0 else None
+    for index in range(done, len(stages)):
+        stage_dir = root / f"stage_{index + 1}"
+        previous = record["stages"][index - 1].get("pruned") if index > 0 else None
         overlay = stage_dir / "stage.yaml"
         stage_dir.mkdir(parents=True, exist_ok=True)
-        header = f"# darts-pl-progressive: stage {stage + 1} of {len(settings['num_cells'])} (written by the driver)\n"
-        text = yaml.safe_dump(stage_overlay(settings, stage, previous), sort_keys=False, default_flow_style=None)
+        header = f"# darts-pl-progressive: {recipe.name} stage {index + 1} of {len(stages)} (written by the driver)\n"
+        text = yaml.safe_dump(_stage_config(stages, index, record), sort_keys=False, default_flow_style=None)
         atomic_write(overlay, header + text)
         args = ["fit", *fit_args, "--config", str(overlay), "--trainer.default_root_dir", str(stage_dir)]
-        if stage == done and options.ckpt_path == "last":
+        if index == done and options.ckpt_path == "last":
             args += ["--ckpt_path", "last"]
         ops = len(previous["normal"][0]) if previous else "all"
-        print(f"darts-pl-progressive: stage {stage + 1}/{len(settings['num_cells'])}: "
-              f"{settings['num_cells'][stage]} cells, {ops} ops per edge, skip dropout "
-              f"{settings['skip_dropout'][stage]} -> {stage_dir}", file=sys.stderr)
+        start = ", from the previous stage's end" if stages[index].warm_start is not None else ""
+        print(f"darts-pl-progressive: {recipe.name} stage {index + 1}/{len(stages)}: {stages[index].label}, {ops} ops "
+              f"per edge{start} -> {stage_dir}", file=sys.stderr)
         run_fit(args)
-        record["stages"].append(_finish_stage(settings, stage, stage_dir, previous))
+        record["stages"].append(_finish_stage(stages[index], index, stage_dir, previous))
         _save_record(root, record)
     final = genotypes.from_dict(record["stages"][-1]["genotype"])
     record["genotype"] = genotypes.to_dict(final)
@@ -321,15 +339,19 @@ def run(options: argparse.Namespace, fit_args: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``darts-pl-progressive``: bad options exit with status 2 and one line; a stage that fails
     exits with that run's status."""
-    options, fit_args = _parser().parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    root: str | None = None
     try:
-        run(options, fit_args)
+        recipe, options, fit_args, config = _recipe(argv)
+        root = options.root
+        run(options, fit_args, recipe, config)
     except KeyboardInterrupt:  # between stages (a stage's own run reports and exits by itself)
-        print(f"darts-pl-progressive: stopped by SIGINT; the finished stages are recorded in "
-              f"{str(Path(options.root).absolute() / RECORD)!r}: continue with --ckpt_path last.", file=sys.stderr)
+        where = f" in {str(Path(root).absolute() / RECORD)!r}" if root else ""
+        print(f"darts-pl-progressive: stopped by SIGINT; the finished stages are recorded{where}: continue with "
+              "--ckpt_path last.", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as err:  # re-raised below unless it is a configuration or data problem
-        reason = cli._reason(err, fit_args)
+        reason = cli._reason(err, argv)
         if reason is None:
             raise
         print(f"darts-pl-progressive: error: {reason}", file=sys.stderr)

@@ -14,3 +14,7 @@ from darts_pl.callbacks.curvature import CurvatureMonitor  # noqa: E402
 from darts_pl.callbacks.darts_es import DartsAda, DartsEarlyStop  # noqa: E402
 
 __all__ += ["CurvatureMonitor", "DartsAda", "DartsEarlyStop"]
+
+from darts_pl.callbacks.warm_start import WarmStart  # noqa: E402
+
+__all__ += ["WarmStart"]

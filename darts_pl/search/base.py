@@ -122,6 +122,8 @@ class SearchSpace(nn.Module, ABC):
         self._projection: EdgeProjection | None = None
         self._cell_hook: CellHook | None = None
         self._cells_run: dict[str, int] = {}
+        self.input_shape: tuple[int, ...] | None = None  # one example's shape, from the last image batch seen
+        self.register_forward_pre_hook(_remember_input_shape)
 
     def add_cells(self, cells: Mapping[str, nn.Parameter], in_degrees: Sequence[int] = (),
                   init: Literal["randn", "zeros"] = "randn", init_scale: float = 1e-3) -> None:
@@ -224,11 +226,44 @@ class SearchSpace(nn.Module, ABC):
         if self._fixed_edge_weights is not None:
             weights = dict(self._fixed_edge_weights)
         else:
-            weights = {cell: self.relaxation(self.arch[cell]) for cell in self.cell_names}
+            weights = {cell: self.restrict_weights(cell, self.relaxation(self.arch[cell])) for cell in self.cell_names}
         for cell, scale in self.edge_scales().items():
             if weights[cell].scale is None:
                 weights[cell] = weights[cell]._replace(scale=scale)
         return weights if self._projection is None else self._projection.apply(weights)
+
+    def restrict_weights(self, cell: str, weights: EdgeWeights) -> EdgeWeights:
+        """The relaxation's edge weights of cell type ``cell`` restricted to the ops each edge has: as given, unless a
+        space keeps alphas for ops some edges lack (``CNNSearchSpace(alpha_columns="primitives")``, DrNAS's pruning
+        masks)."""
+        return weights
+
+    def op_probs(self) -> dict[str, torch.Tensor]:
+        """The relaxation's probabilities per cell type, ``{cell: (edges, len(primitives))}``, differentiable in the
+        architecture tensors (what :meth:`edge_probs` detaches; a cost regularizer weighs op costs with them)."""
+        return {cell: self.relaxation.probs(self.arch[cell]) for cell in self.cell_names}
+
+    def edge_modules(self) -> list[tuple[str, int, nn.Module]]:
+        """Every edge of the supernet as ``(cell type, alpha row, its MixedOp)``, cells in order (what
+        :meth:`op_costs` counts); a space whose cells have edges of candidate-op modules lists them."""
+        raise ConfigurationError(f"{type(self).__name__} does not list its edges (edge_modules()), which counting the "
+                                 "costs of its ops needs; implement edge_modules() -> [(cell type, alpha row, "
+                                 "MixedOp)].")
+
+    def op_costs(self, kind: str, input_shape: Sequence[int] | None = None,
+                 latency_table: Any = None) -> dict[str, torch.Tensor]:
+        """The cost of every candidate op on every edge, summed over the cells of each cell type: ``{cell: (edges,
+        len(primitives))}`` (``darts_pl.costs.op_costs``: FLOPs as multiply-adds or parameters in millions, or
+        latencies from a table), of the op as a derived network builds it, at the edge's input shape.
+
+        Args:
+            kind: ``"flops"``, ``"params"`` or ``"latency"``.
+            input_shape: One example's shape, ``(channels, height, width)``; the last batch's when omitted.
+            latency_table: The :class:`~darts_pl.costs.LatencyTable` for ``kind="latency"``.
+        """
+        from darts_pl.costs import op_costs
+
+        return op_costs(self, kind, input_shape, latency_table)
 
     @contextlib.contextmanager
     def fixed_edge_weights(self, weights: Mapping[str, EdgeWeights]) -> Iterator[None]:
@@ -350,6 +385,13 @@ def per_edge(weights: EdgeWeights) -> tuple[list[Sequence[torch.Tensor]], list[i
     index = weights.index.tolist() if weights.index is not None else [None] * len(rows)
     scales = list(weights.scale.unbind(0)) if weights.scale is not None else [None] * len(rows)  # (edges,)
     return rows, index, scales
+
+
+def _remember_input_shape(space: SearchSpace, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook: the shape of one example of an image batch ``(x, y)`` (what op costs are counted at)."""
+    batch = args[0] if args else None
+    if isinstance(batch, (tuple, list)) and batch and torch.is_tensor(batch[0]) and batch[0].dim() == 4:
+        space.input_shape = tuple(batch[0].shape[1:])
 
 
 def space_of(module: nn.Module) -> SearchSpace | None:

@@ -108,6 +108,11 @@ class CNNSearchSpace(SearchSpace):
         op_wrappers: Parts applied to some ops' outputs (``SkipDropout``: P-DARTS).
         skip_dropout: A shorthand for ``op_wrappers: [SkipDropout(p)]`` (P-DARTS; 0 adds none). A schedule moves the
             rate through the target ``space.skip_dropout.p``.
+        alpha_columns: How ``edge_primitives`` shapes the alphas. ``"edge"``: one column per op of the edge (P-DARTS's
+            stages, which start their alphas afresh). ``"primitives"``: one column per name of ``primitives`` on
+            every edge, as before the ops were pruned (DrNAS's progressive learning): an op an edge lacks is not built
+            and gets weight 0, the edge's other weights are renormalised (the authors' masked ``process_step_matrix``),
+            and its alpha stays in the tensor (the regularizers and the optimizer still see it).
     """
 
     per_cell_weights: ClassVar[bool] = True
@@ -134,6 +139,7 @@ class CNNSearchSpace(SearchSpace):
         edge_primitives: dict[str, list[list[str]]] | None = None,
         op_wrappers: list[OpWrapper] | None = None,
         skip_dropout: float = 0.0,
+        alpha_columns: Literal["edge", "primitives"] = "edge",
     ) -> None:
         wrappers = list(op_wrappers or [])
         if skip_dropout:
@@ -151,6 +157,13 @@ class CNNSearchSpace(SearchSpace):
             make_op(name, 2, 1, False)  # fail early, listing the known names, on an unknown primitive
         num_edges = sum(2 + i for i in range(num_nodes))
         self._edge_primitives = check_edge_primitives(edge_primitives, self._primitives, num_edges, num_nodes)
+        self.alpha_columns = _check_alpha_columns(alpha_columns, self.relaxation)
+        built = self._edge_primitives if alpha_columns == "edge" else {  # masked layout: absent ops are not built
+            cell: [[name if name in row else "none" for name in self._primitives] for row in rows]
+            for cell, rows in self._edge_primitives.items()}
+        self._op_masks = {cell: torch.tensor([[name in row for name in self._primitives] for row in rows])
+                          for cell, rows in self._edge_primitives.items()
+                          if alpha_columns == "primitives" and any(set(row) != set(self._primitives) for row in rows)}
         self.channels_last = channels_last
         self.label_smoothing = label_smoothing
 
@@ -164,14 +177,14 @@ class CNNSearchSpace(SearchSpace):
             if reduction:
                 c_curr *= 2
             self.cells.append(SearchCell(num_nodes, multiplier, c_prev_prev, c_prev, c_curr, reduction, reduction_prev,
-                                         self._edge_primitives["reduce" if reduction else "normal"], self.edge,
+                                         built["reduce" if reduction else "normal"], self.edge,
                                          self.op_wrappers))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
-        self.add_cells({cell: init_alpha(num_edges, len(self._edge_primitives[cell][0]), alpha_init, alpha_init_scale)
+        self.add_cells({cell: init_alpha(num_edges, len(built[cell][0]), alpha_init, alpha_init_scale)
                         for cell in ("normal", "reduce")},  # (edges, ops of each edge)
                        in_degrees=[2 + i for i in range(num_nodes)], init=alpha_init, init_scale=alpha_init_scale)
         if channels_last:
@@ -186,16 +199,41 @@ class CNNSearchSpace(SearchSpace):
         """The candidate ops of every edge per cell type, in alpha column order."""
         return {cell: [list(row) for row in rows] for cell, rows in self._edge_primitives.items()}
 
+    @property
+    def op_masks(self) -> dict[str, torch.Tensor]:
+        """With ``alpha_columns="primitives"``, the ops every edge has, ``{cell: (edges, len(primitives)) bool}``, for
+        the cell types where some edge lacks an op (``{}`` otherwise)."""
+        return {cell: mask.clone() for cell, mask in self._op_masks.items()}
+
     def edge_probs(self) -> dict[str, torch.Tensor]:
         """The relaxation's probabilities, one column per name of :attr:`primitives`: ``(edges, len(primitives))``,
         zero for an op an edge does not have (see ``edge_primitives``)."""
         probs = super().edge_probs()  # {cell: (edges, ops of each edge)}
-        for cell, rows in self._edge_primitives.items():
-            if [list(row) for row in rows] != [self._primitives] * len(rows):
-                columns = torch.tensor([[self._primitives.index(op) for op in row] for row in rows])  # (edges, ops)
-                full = probs[cell].new_zeros(len(rows), len(self._primitives))
-                probs[cell] = full.scatter_(1, columns, probs[cell])  # (edges, len(primitives))
-        return probs
+        return {cell: self._primitive_columns(cell, p) for cell, p in probs.items()}
+
+    def op_probs(self) -> dict[str, torch.Tensor]:
+        return {cell: self._primitive_columns(cell, p) for cell, p in super().op_probs().items()}
+
+    def _primitive_columns(self, cell: str, probs: torch.Tensor) -> torch.Tensor:
+        """A cell type's probabilities in one column per name of :attr:`primitives`, zero for ops an edge lacks."""
+        mask = self._op_masks.get(cell)
+        if mask is not None:  # (edges, len(primitives)) already: the ops an edge lacks are masked out
+            return self._masked(probs, mask)
+        rows = self._edge_primitives[cell]
+        if self.alpha_columns == "primitives" or [list(row) for row in rows] == [self._primitives] * len(rows):
+            return probs
+        columns = torch.tensor([[self._primitives.index(op) for op in row] for row in rows], device=probs.device)
+        return probs.new_zeros(len(rows), len(self._primitives)).scatter(1, columns, probs)  # (edges, len(primitives))
+
+    def restrict_weights(self, cell: str, weights: EdgeWeights) -> EdgeWeights:
+        mask = self._op_masks.get(cell)
+        return weights if mask is None else weights._replace(weights=self._masked(weights.weights, mask))
+
+    def _masked(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``values`` (edges, ops) with the ops an edge lacks set to 0, the others renormalised per edge when the
+        relaxation's values sum to one (DrNAS's pruned ``process_step_matrix``: masked, then divided by the sum)."""
+        kept = values * mask.to(values.device)  # (edges, ops)
+        return kept / kept.sum(-1, keepdim=True) if self.relaxation.normalized else kept
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -221,11 +259,26 @@ class CNNSearchSpace(SearchSpace):
             labels += [f"{names[j] if j < 2 else j - 2}->{i}" for j in range(2 + i)]
         return labels
 
+    def edge_modules(self) -> list[tuple[str, int, nn.Module]]:
+        return [("reduce" if cell.reduction else "normal", row, mixed) for cell in self.cells
+                for row, mixed in enumerate(cell.edges)]
+
     def genotype(self) -> Genotype:
         probs = self.derivation_probs()  # with edge normalisation: probability × edge weight (PC-DARTS)
         return derive_cnn(probs["normal"].tolist(), probs["reduce"].tolist(), num_nodes=self.num_nodes,
                           multiplier=self.multiplier, primitives=self._primitives,
                           select=self.derivation.for_cell("normal"), reduce_select=self.derivation.for_cell("reduce"))
+
+
+def _check_alpha_columns(alpha_columns: str, relaxation: Relaxation) -> str:
+    if alpha_columns not in ("edge", "primitives"):
+        raise ConfigurationError(f"CNNSearchSpace: alpha_columns={alpha_columns!r}; use 'edge' (one alpha per op of "
+                                 "each edge) or 'primitives' (one per name of primitives, absent ops masked).")
+    if alpha_columns == "primitives" and relaxation.samples:
+        raise ConfigurationError(f"CNNSearchSpace: alpha_columns='primitives' masks the ops an edge lacks, but "
+                                 f"relaxation={type(relaxation).__name__} samples one op per edge and could sample a "
+                                 "masked one; use alpha_columns 'edge' with it.")
+    return alpha_columns
 
 
 def _stem(kind: str, in_channels: int, c_stem: int) -> tuple[nn.Module, nn.Module | None]:

@@ -35,6 +35,8 @@ class MixedOp(nn.Module):
                  wrappers: Sequence[OpWrapper] = (), pool_batch_norm: bool = True) -> None:
         super().__init__()
         self.stride = stride
+        self.channels = channels
+        self.primitives = list(primitives)  # the op name of every column (``none`` where an op is not built)
         self.columns: list[int] = []  # architecture-tensor column of each op kept (``none`` is not kept)
         self.shares_relu: list[bool] = []
         self.wrappers: list[list[OpWrapper]] = []  # per op, the wrappers applied to its output (not submodules)

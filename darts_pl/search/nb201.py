@@ -197,6 +197,10 @@ class NB201SearchSpace(SearchSpace):
     def edge_labels(self) -> list[str]:
         return [f"{j}->{i}" for i in range(1, self.num_nodes) for j in range(i)]
 
+    def edge_modules(self) -> list[tuple[str, int, nn.Module]]:
+        return [("cell", row, mixed) for cell in self.cells if isinstance(cell, NB201SearchCell)
+                for row, mixed in enumerate(cell.edges)]
+
     def genotype(self) -> NB201Genotype:
         probs = self.derivation_probs()["cell"].tolist()
         return derive_nb201(probs, num_nodes=self.num_nodes, primitives=self._primitives,
