@@ -245,3 +245,50 @@ def test_stage_two_supernet_is_the_authors() -> None:
     for i in range(0, 8, 2):  # the same pair of every node
         assert set(genotype.normal[i:i + 2]) == set(STAGE2_NORMAL[i:i + 2])
         assert set(genotype.reduce[i:i + 2]) == set(STAGE2_REDUCE[i:i + 2])
+
+
+# ------------------------------------------------------------------------------ the driver's two stages
+DRNAS_TINY = ["--config", "configs/quickstart.yaml", "--config", "configs/variants/drnas.yaml",
+              "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.logger", "false",
+              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+              "--data.init_args.batch_size", "16"]
+DRNAS_DRIVER = ["--channels", "8", "--num_cells", "3", "--partial_channels", "4", "2", "--keep_ops", "4",
+                "--stage_epochs", "2", "2", "--warmup_epochs", "1"]
+
+
+@pytest.mark.slow
+def test_driver_runs_drnas_stages(tmp_path, monkeypatch) -> None:
+    """``darts-pl-progressive`` with the DrNAS recipe (picked by the config's method): stage 1 searches 7 ops per edge
+    at K=4, stage 2 the 4 kept ops at K=2, started from stage 1's alphas and Adam state (not afresh), with the cosine
+    running on over both stages' epochs; the final genotype takes only kept ops."""
+    import json
+    from pathlib import Path
+
+    from darts_pl import progressive
+    from .conftest import run_dir as the_run_dir
+    from darts_pl.genotypes import load
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    root = tmp_path / "drnas"
+    progressive.main(["--root", str(root), *DRNAS_DRIVER, *DRNAS_TINY])
+    record = json.loads((root / "stages.json").read_text())
+    assert record["recipe"] == "drnas" and [s["stage"] for s in record["stages"]] == [1, 2]
+    first, second = record["stages"]
+    ck1 = torch.load(the_run_dir(root / "stage_1") / "checkpoints" / "last.ckpt", weights_only=False)
+    ck2 = torch.load(the_run_dir(root / "stage_2") / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ck1["state_dict"]["space.arch.normal"].shape == (14, 7)
+    assert ck2["hyper_parameters"]["space"]["init_args"]["edge"]["init_args"]["k"] == 2
+    kept = second["edge_primitives"]
+    assert kept == first["pruned"] and all(len(ops) == 4 for ops in kept["normal"])
+    assert kept["normal"] == top_alphas(ck1["state_dict"]["space.arch.normal"], [P] * 14, P, keep=4)
+    # Each stage warms up for an epoch (as the authors restart it) and then takes alpha steps: stage 2 continues
+    # stage 1's Adam state.
+    adam1 = ck1["optimizer_states"][1]["state"]
+    adam2 = ck2["optimizer_states"][1]["state"]
+    assert adam1 and adam2 and min(int(s["step"]) for s in adam2.values()) > min(int(s["step"]) for s in adam1.values())
+    sched = ck2["lr_schedulers"][0]
+    assert sched["T_max"] == 4 and sched["last_epoch"] == 4  # one cosine over 2 + 2 epochs
+    final = load(root / "genotype.json")
+    for i, (op, _) in enumerate(final.normal):
+        node_edges = range(sum(2 + j for j in range(i // 2)), sum(2 + j for j in range(i // 2 + 1)))
+        assert any(op in kept["normal"][e] for e in node_edges)
