@@ -265,8 +265,9 @@ def test_driver_runs_drnas_stages(tmp_path, monkeypatch) -> None:
     from pathlib import Path
 
     from darts_pl import progressive
-    from .conftest import run_dir as the_run_dir
     from darts_pl.genotypes import load
+
+    from .conftest import run_dir as the_run_dir
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     root = tmp_path / "drnas"
