@@ -22,7 +22,7 @@ from darts_pl.data import DigitsDataModule
 from darts_pl.errors import ConfigurationError
 from darts_pl.modules import LitSearch
 
-from .conftest import REPO, run_cli, tiny_space, trainer
+from .conftest import REPO, run_cli, run_dir, tiny_space, trainer
 
 # tests/goldens/robust_darts_curvature.py: the eigenvalue sequences it feeds to the authors' EVLocalAvg, driven as
 # their train_search.py drives it:
@@ -278,7 +278,7 @@ def test_collapse_overlays_run_on_the_quickstart(tmp_path: Path, overlay: str) -
                      "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
                      "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root))
     assert status == 0
-    run = root / "lightning_logs" / "version_0"
+    run = run_dir(root)
     history = load_curvature(run)
     assert history.epochs.tolist() == [0, 1]  # every epoch, or every second one and the last
     assert (run / "genotype.json").is_file() and not (run / "rollback").exists()

@@ -470,14 +470,15 @@ def drive(tmp_path: Path, monkeypatch, *extra: str) -> tuple[int, list[list[str]
 def a_record(tmp_path: Path) -> dict:
     from darts_pl import progressive
 
-    settings = progressive._settings(progressive._parser().parse_known_args(STAGES)[0])
+    recipe = progressive.RECIPES["pdarts"]
+    settings = recipe.settings(progressive._parser(recipe).parse_known_args(STAGES)[0])
     ops = [["none", "max_pool_3x3", "skip_connect"]] * 14
     stage = {"stage": 1, "num_cells": 3, "skip_dropout": 0.1, "run_dir": str(tmp_path), "primitives": ops[0],
              "edge_primitives": {"normal": ops, "reduce": ops}, "probs": {"normal": [], "reduce": []},
              "genotype": {"normal": [["skip_connect", 0]] * 8, "normal_concat": [2, 3, 4, 5],
                           "reduce": [["max_pool_3x3", 0]] * 8, "reduce_concat": [2, 3, 4, 5]},
              "pruned": {"normal": ops, "reduce": ops}}
-    return {"format": progressive.FORMAT, "settings": settings, "stages": [stage]}
+    return {"format": progressive.FORMAT, "recipe": "pdarts", "settings": settings, "stages": [stage]}
 
 
 RECORDS = {
