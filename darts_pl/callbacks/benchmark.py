@@ -55,6 +55,7 @@ from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import NB201_PRIMITIVES, NB201Genotype
+from darts_pl.search.base import space_of
 from darts_pl.tabular import HISTORY_FILE, Hp, TabularBenchmark, benchmark_arch_str, history_document, metric_keys
 
 
@@ -188,14 +189,14 @@ class BenchmarkLookup(Callback):
 
 def _check_space(pl_module: L.LightningModule) -> None:
     """Refuse, before the first epoch, a search whose cells the benchmark cannot hold."""
-    space = getattr(pl_module, "space", None)
-    genotype = space.genotype() if callable(getattr(space, "genotype", None)) else None
-    if not isinstance(genotype, NB201Genotype):
-        kind = type(genotype).__name__ if genotype is not None else "no genotype (no search space)"
+    space = space_of(pl_module)
+    genotype = space.genotype() if space is not None else None
+    if genotype is None or genotype.kind != NB201Genotype.kind:
+        kind = f"{genotype.kind} genotypes" if genotype is not None else "no genotype (no search space)"
         raise ConfigurationError(
             f"BenchmarkLookup looks cells up in NAS-Bench-201, but {type(pl_module).__name__} derives {kind}; search "
             "with darts_pl.search.NB201SearchSpace, or remove the callback from this run.")
-    unknown = [op for op in getattr(space, "primitives", []) if op not in NB201_PRIMITIVES]
+    unknown = [op for op in space.primitives if op not in NB201_PRIMITIVES]
     if unknown or len(genotype.nodes) != 3:
         raise ConfigurationError(
             f"BenchmarkLookup: the search space derives cells the benchmark does not hold (ops {unknown or 'known'}, "

@@ -46,7 +46,7 @@ from typing_extensions import override
 
 from darts_pl import genotypes
 from darts_pl.callbacks.curvature import CurvatureMonitor
-from darts_pl.callbacks.genotype import GenotypeCheckpoint
+from darts_pl.callbacks.genotype import GenotypeCheckpoint as ResultWriter  # writes the run's genotype.json
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.curvature import StopDecision, early_stop_check
 from darts_pl.errors import ConfigurationError
@@ -201,7 +201,7 @@ class DartsEarlyStop(_EigenvalueRule):
             return
         named = int(self.stopped["named_epoch"])
         for callback in trainer.callbacks:
-            if isinstance(callback, GenotypeCheckpoint):
+            if isinstance(callback, ResultWriter):
                 callback.select(self.genotype_of(named), f"epoch {named}, named by DartsEarlyStop at epoch "
                                                          f"{self.stopped['epoch']}")
 
@@ -209,7 +209,7 @@ class DartsEarlyStop(_EigenvalueRule):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stopped is None or self.simulate:
             return
-        if not any(isinstance(cb, GenotypeCheckpoint) for cb in trainer.callbacks):
+        if not any(isinstance(cb, ResultWriter) for cb in trainer.callbacks):
             directory = run_dir(trainer)  # no GenotypeCheckpoint to write the result: write it here
             if trainer.is_global_zero:
                 path = genotypes.save(self.genotype_of(int(self.stopped["named_epoch"])), directory / "genotype.json")

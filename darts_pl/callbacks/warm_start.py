@@ -96,7 +96,7 @@ def started_state(previous: nn.Module, space: nn.Module,
     ``space`` lacks set to 0 (the authors' ``prune``: the kept values stay), everything else copied; and the plan."""
     plan = widening_plan(previous, space, generator)
     state = widen_state(plan, previous.state_dict(), space.state_dict())
-    for cell, mask in getattr(space, "op_masks", {}).items():
+    for cell, mask in space.op_masks.items():
         key = f"arch.{cell}"
         state[key] = state[key].masked_fill(~mask.to(state[key].device), 0.0)  # (edges, ops)
     return state, plan

@@ -167,6 +167,12 @@ class SearchSpace(nn.Module, ABC):
         return {role: part for role, part in found.items() if part is not None}
 
     @property
+    def op_masks(self) -> dict[str, torch.Tensor]:
+        """The ops every edge has where some edge of a cell type lacks one, ``{cell: (edges, ops) bool}``; ``{}`` in a
+        space whose edges all have every op (spaces with per-edge op sets override it)."""
+        return {}
+
+    @property
     def stochastic(self) -> bool:
         """Whether a forward draws noise (a sampled relaxation, a dropout, a ``noise`` op...)."""
         return bool(self.noise_sources())
