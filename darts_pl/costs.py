@@ -225,14 +225,15 @@ def op_costs(space: SearchSpace, kind: str, input_shape: Sequence[int] | None = 
         return memo[key]
 
     tables = {}
-    for cell, cells in edge_inputs(space, shape, owner).items():
-        table = torch.zeros(len(cells[0]), len(primitives), dtype=torch.float64)  # (edges, len(primitives))
-        for edges in cells:
-            for e, (mixed, edge_shape) in enumerate(edges):
-                stride = int(getattr(mixed, "stride", 1))
-                for j, name in enumerate(primitives):
-                    table[e, j] += cost(name, edge_shape, stride)
-        tables[cell] = table
+    with torch.random.fork_rng(devices=[]):  # building the ops draws their initial weights
+        for cell, cells in edge_inputs(space, shape, owner).items():
+            table = torch.zeros(len(cells[0]), len(primitives), dtype=torch.float64)  # (edges, len(primitives))
+            for edges in cells:
+                for e, (mixed, edge_shape) in enumerate(edges):
+                    stride = int(getattr(mixed, "stride", 1))
+                    for j, name in enumerate(primitives):
+                        table[e, j] += cost(name, edge_shape, stride)
+            tables[cell] = table
     return tables
 
 

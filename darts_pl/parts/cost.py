@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from darts_pl.costs import UNITS, LatencyTable, op_costs, selected_cost
+from darts_pl.costs import UNITS, LatencyTable, check_edges, op_costs, selected_cost
 from darts_pl.errors import ConfigurationError
 from darts_pl.genotypes import CellGenotype
 from darts_pl.parts.base import NON_NEGATIVE, Range
@@ -82,6 +82,7 @@ class CostRegularizer(ArchRegularizer):
     def costs(self, space: SearchSpace) -> dict[str, torch.Tensor]:
         """Every op's cost on every edge, summed over the cells of each type: ``{cell type: (edges,
         len(primitives))}`` (float64, CPU), counted once per space and input shape."""
+        check_edges(space, "CostRegularizer")
         key = (id(space), space.input_shape, len(space.edge_modules()))
         if self._costs is None or self._costs_of != key:
             self._costs = op_costs(space, self.metric, latency_table=self._table, owner="CostRegularizer")
