@@ -218,7 +218,8 @@ def test_cost_overlay_logs_the_derived_cost_and_lowers_the_expected_one(tmp_path
     metrics = sorted(tmp_path.rglob("epoch_*_metrics.json"))
     assert [json.loads(p.read_text())["cost/derived_flops"] for p in metrics] == pytest.approx(derived, rel=1e-6)
     free_overlay = tmp_path / "weight_0.yaml"  # the same regulariser, weight 0: logged, no penalty
-    free_overlay.write_text("model:\n  init_args:\n    regularizers:\n      - class_path: darts_pl.parts.CostRegularizer\n"
+    free_overlay.write_text("model:\n  init_args:\n    regularizers:\n"
+                            "      - class_path: darts_pl.parts.CostRegularizer\n"
                             "        init_args:\n          weight: 0.0\n")
     free = fit(tmp_path / "free", "--config", str(free_overlay))
     expected_free = [float(r["cost/expected_flops"]) for r in free if r.get("cost/expected_flops")]
