@@ -3,7 +3,7 @@ order it does not, and a resumed stochastic search continues exactly as the unin
 
 The overlays: configs/variants/gdas.yaml, fair_darts.yaml, drnas.yaml, beta_darts.yaml, sdarts_rs.yaml,
 sdarts_adv.yaml, darts_minus.yaml, pdarts.yaml (its first stage; the stages: tests/test_pdarts.py), reinmax.yaml,
-snas.yaml, lambda_darts.yaml.
+snas.yaml, lambda_darts.yaml, cost_flops.yaml (a cost regulariser, appended to any method's regularizers).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ VARIANTS = REPO / "configs" / "variants"
 # samples or dropout masks: the unrolled finite difference is refused
 STOCHASTIC = {"gdas", "drnas", "pdarts", "reinmax", "snas"}
 ALL = ["gdas", "fair_darts", "drnas", "beta_darts", "sdarts_rs", "sdarts_adv", "darts_minus", "pc_darts", "pdarts",
-       "reinmax", "snas", "lambda_darts"]
+       "reinmax", "snas", "lambda_darts", "cost_flops"]
 SMALL = ["--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
          "--trainer.enable_model_summary", "false",
          "--model.init_args.space.init_args.channels", "4", "--model.init_args.space.init_args.num_cells", "3",

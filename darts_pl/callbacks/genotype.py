@@ -1,9 +1,11 @@
 """``GenotypeCheckpoint``: the derived genotype of every search epoch, as JSON, as cell diagrams and in the log.
 
 Files (run directory, rank 0, atomic): ``genotypes/epoch_NNN.json`` and ``genotypes/epoch_NNN_<cell>.png``
-every epoch; ``genotype.json`` and ``genotype_<cell>.png`` at the end of the fit. ``<cell>`` is ``normal``
-and ``reduce`` for convolutional genotypes, ``recurrent`` for recurrent ones, ``cell`` for NAS-Bench-201 cells (whose
-JSON also holds the benchmark's architecture string, ``nb201``, which the log prints).
+every epoch, and ``genotypes/epoch_NNN_metrics.json`` when a regulariser reports values of the genotype (a cost
+regulariser: ``{"cost/derived_flops": ...}``, also shown in the epoch's line); ``genotype.json`` and
+``genotype_<cell>.png`` at the end of the fit. ``<cell>`` is ``normal`` and ``reduce`` for convolutional genotypes,
+``recurrent`` for recurrent ones, ``cell`` for NAS-Bench-201 cells (whose JSON also holds the benchmark's
+architecture string, ``nb201``, which the log prints).
 
 Logged every epoch: ``genotype/stable_since`` (scalar, every logger); ``genotype/text`` (the cell listing
 and its JSON: ``wandb.Html`` on W&B, text in TensorBoard); ``genotype/<cell>`` (the cell diagram, an image
@@ -11,6 +13,7 @@ on W&B and TensorBoard).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from darts_pl import genotypes
+from darts_pl.atomic import atomic_write
 from darts_pl.callbacks import media
 from darts_pl.callbacks.rundir import run_dir
 from darts_pl.errors import ConfigurationError
@@ -95,10 +99,15 @@ class GenotypeCheckpoint(Callback):
         if not trainer.is_global_zero:
             return
         genotypes.save(genotype, directory / "genotypes" / f"epoch_{epoch:03d}.json")
+        values = genotype_metrics(pl_module, genotype)
+        if values:
+            path = directory / "genotypes" / f"epoch_{epoch:03d}_metrics.json"
+            atomic_write(path, json.dumps(values, indent=2) + "\n")
+        shown = "".join(f"; {name} {value:.6g}" for name, value in values.items())
         if self.verbose:
             status = "changed" if self.stable_since == epoch else f"unchanged since epoch {self.stable_since}"
-            rank_zero_info(f"Epoch {epoch} genotype ({status}): {genotype}")
-        header = f"epoch {epoch} (genotype unchanged since epoch {self.stable_since})"
+            rank_zero_info(f"Epoch {epoch} genotype ({status}{shown}): {genotype}")
+        header = f"epoch {epoch} (genotype unchanged since epoch {self.stable_since}{shown})"
         media.log_text(trainer, "genotype/text", f"{header}\n\n{describe(genotype)}\n\n{genotypes.dumps(genotype)}")
         pictures = self._draw(genotype, directory / "genotypes" / f"epoch_{epoch:03d}")
         media.log_images(trainer, {f"genotype/{cell}": str(path) for cell, path in pictures.items()})
@@ -139,3 +148,12 @@ class GenotypeCheckpoint(Callback):
         last = state_dict.get("last")
         self.last = genotypes.from_dict(last) if last is not None else None
         self.stable_since = int(state_dict.get("stable_since", 0))
+
+
+def genotype_metrics(pl_module: L.LightningModule, genotype: genotypes.CellGenotype) -> dict[str, float]:
+    """What the search loop's regularizers report of ``genotype`` (a cost regulariser: its cost), by name."""
+    space = getattr(pl_module, "space", None)
+    values: dict[str, float] = {}
+    for regularizer in getattr(pl_module, "regularizers", None) or []:
+        values.update(regularizer.genotype_metrics(space, genotype))
+    return values

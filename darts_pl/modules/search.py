@@ -408,6 +408,9 @@ class LitSearch(ResumableRNG):
         self._log_split("arch")  # alpha steps (their val batches)
         for name, opt in zip(("weight", "arch"), self.optimizers()):
             self.log(f"lr/{name}", opt.optimizer.param_groups[0]["lr"], sync_dist=False)
+        for regularizer in self.regularizers:  # the same on every rank: values of the architecture alone
+            for name, value in regularizer.epoch_metrics(self.space).items():
+                self.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()

@@ -9,6 +9,7 @@ step's gradient) and ``Schedule``\\ s (values moved over the epochs). ``SeededNo
 part draws from (the same draw on every rank, resumable).
 """
 from darts_pl.parts.base import NON_NEGATIVE, POSITIVE, PROBABILITY, UNIT_OPEN, Part, Range, SeededNoise
+from darts_pl.parts.cost import CostRegularizer
 from darts_pl.parts.derivation import ArgmaxPerEdge, Derivation, JointTopK, MaxSkips, Threshold, TopK
 from darts_pl.parts.edge_normalization import EdgeNormalization
 from darts_pl.parts.edges import AuxiliarySkip, Edge, PartialChannel, SampledOp, WeightedSum, channel_shuffle
@@ -24,9 +25,9 @@ from darts_pl.parts.weight_terms import CellGradientAlignment, WeightStepTerm
 __all__ = [
     "NON_NEGATIVE", "POSITIVE", "PROBABILITY", "UNIT_OPEN", "AdversarialPerturbation", "ArchPerturbation",
     "ArchRegularizer", "ArgmaxPerEdge", "AuxiliarySkip", "BetaDecay", "CellGradientAlignment", "Concrete",
-    "CosineSchedule", "Derivation", "Dirichlet", "DirichletKL", "Edge", "EdgeNormalization", "EdgeWeights",
-    "ExponentialSchedule", "GumbelSoftmax", "JointTopK", "LinearSchedule", "MaxSkips", "OpWrapper", "Part",
-    "PartialChannel", "RandomPerturbation", "Range", "ReinMax", "Relaxation", "ResourceConstraint", "SampledOp",
+    "CosineSchedule", "CostRegularizer", "Derivation", "Dirichlet", "DirichletKL", "Edge", "EdgeNormalization",
+    "EdgeWeights", "ExponentialSchedule", "GumbelSoftmax", "JointTopK", "LinearSchedule", "MaxSkips", "OpWrapper",
+    "Part", "PartialChannel", "RandomPerturbation", "Range", "ReinMax", "Relaxation", "ResourceConstraint", "SampledOp",
     "Schedule", "SeededNoise", "Sigmoid", "SkipDropout", "Softmax", "Threshold", "TopK", "WeightStepTerm",
     "WeightedSum", "ZeroOneLoss", "channel_shuffle", "clip_rows",
 ]

@@ -19,6 +19,7 @@ from darts_pl.errors import ConfigurationError
 from darts_pl.parts.base import NON_NEGATIVE, POSITIVE, Part, Range
 
 if TYPE_CHECKING:
+    from darts_pl.genotypes import CellGenotype
     from darts_pl.search.base import SearchSpace
 
 
@@ -42,6 +43,14 @@ class ArchRegularizer(Part):
 
     def forward(self, space: SearchSpace) -> torch.Tensor:
         return self.weight * self.penalty(space)
+
+    def epoch_metrics(self, space: SearchSpace) -> dict[str, float]:
+        """Values the loop logs at the end of every training epoch, by metric name (none by default)."""
+        return {}
+
+    def genotype_metrics(self, space: SearchSpace, genotype: CellGenotype) -> dict[str, float]:
+        """Values of a derived ``genotype`` that the genotype checkpoint writes beside it (none by default)."""
+        return {}
 
 
 def _flat(space: SearchSpace) -> torch.Tensor:

@@ -23,11 +23,12 @@ SNAS-Series/SNAS-Series ``Analysis/snas``, the code the paper's arXiv version li
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn as nn
 
+from darts_pl.costs import check_edges, edge_inputs
 from darts_pl.errors import ConfigurationError
 from darts_pl.parts.base import NON_NEGATIVE, Range
 from darts_pl.parts.regularizers import ArchRegularizer
@@ -87,26 +88,8 @@ def combine(size: float, flops: float, mac: float, cost: Cost) -> float:
     return (2.0 * size + flops / 4000.0 + mac / 100.0) * 0.43
 
 
-class _EdgeInputs:
-    """Records, during one forward, each cell's edges: their candidate-op module and input shape, by cell type."""
-
-    def __init__(self) -> None:
-        self.cells: dict[str, list[list[tuple[nn.Module, tuple[int, ...]]]]] = {}
-        self._edges: list[tuple[nn.Module, tuple[int, ...]]] | None = None
-
-    def on_cell(self, cell: str, position: int, weights: torch.Tensor) -> torch.Tensor:
-        self._edges = []
-        self.cells.setdefault(cell, []).append(self._edges)
-        return weights
-
-    def on_edge(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        mixed, x = args[0], args[1]
-        if self._edges is not None:
-            self._edges.append((mixed, tuple(x.shape[1:])))
-
-
 def _first_conv(space: SearchSpace) -> nn.Conv2d:
-    """The stem's convolution (the space's first), whose input channels, dtype and device the images have."""
+    """The stem's convolution (the space's first), whose input channels the images have."""
     first = next((m for m in space.modules() if isinstance(m, nn.Conv2d)), None)
     if first is None:
         raise ConfigurationError(f"ResourceConstraint: {type(space).__name__} has no convolution to read its input "
@@ -169,25 +152,10 @@ class ResourceConstraint(ArchRegularizer):
         return self._table
 
     def _measure(self, space: SearchSpace) -> dict[str, torch.Tensor]:
-        if not space.has_edges or space.edge is None:
-            raise ConfigurationError(f"ResourceConstraint: {type(space).__name__} has no edges of candidate ops to "
-                                     "cost; use it with CNNSearchSpace or NB201SearchSpace.")
-        recorder = _EdgeInputs()
+        check_edges(space, "ResourceConstraint")
         stem = _first_conv(space)
-        device = stem.weight.device
-        x = torch.zeros(1, stem.in_channels, self.image_size, self.image_size, device=device, dtype=stem.weight.dtype)
-        batch = (x, torch.zeros(1, dtype=torch.long, device=device))
-        rng = [device] if device.type == "cuda" else []
-        was_training = space.training
-        handle = space.edge.register_forward_pre_hook(recorder.on_edge)
-        try:
-            with torch.random.fork_rng(devices=rng), torch.no_grad(), space.per_cell(recorder.on_cell):
-                space.eval()
-                space(batch, "val")
-        finally:
-            handle.remove()
-            space.train(was_training)
-        return {cell: self._table_of_cells(space, cell, cells) for cell, cells in recorder.cells.items()}
+        cells = edge_inputs(space, (stem.in_channels, self.image_size, self.image_size), "ResourceConstraint")
+        return {cell: self._table_of_cells(space, cell, cells) for cell, cells in cells.items()}
 
     def _table_of_cells(self, space: SearchSpace, cell: str, cells: list[list[tuple[nn.Module, tuple[int, ...]]]]
                         ) -> torch.Tensor:
