@@ -272,7 +272,7 @@ def test_callback_state_survives_a_checkpoint(two_ops_archive: Path) -> None:
 
 
 def test_callback_refuses_what_the_benchmark_cannot_hold(two_ops_archive: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match=r"derives cnn genotypes; search with darts_pl\.search\.NB201SearchSpace"):
+    with pytest.raises(ConfigurationError, match=r"derives cnn genotypes; search with .*NB201SearchSpace"):
         _trainer(tmp_path, [BenchmarkLookup(str(two_ops_archive))], logger=False).fit(
             LitSearch(CNNSearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=3)),
             DigitsDataModule(batch_size=16))
