@@ -132,3 +132,19 @@ def run_dir(root: Path, version: int = 0) -> Path:
     found = sorted(root.glob(f"*/version_{version}"))
     assert len(found) == 1, found
     return found[0]
+
+
+SHARED_SETUP_MODULES = {"test_data_vision", "test_faults", "test_monitor", "test_selection", "test_study",
+                        "test_tabular", "test_train_cnn"}
+"""Test modules with module- or session-scoped fixtures that take seconds to build (a finished search, a study):
+under ``pytest -n 2 --dist loadgroup`` each stays on one worker, which builds them once; the other tests go to
+whichever worker is free."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("ddp") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)  # several processes: an end-to-end run, out of `-m "not slow"`
+        module = item.path.stem
+        if module in SHARED_SETUP_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))

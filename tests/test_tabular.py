@@ -343,7 +343,7 @@ def test_cli_refuses_the_lookup_on_a_darts_space_in_one_line(two_ops_archive: Pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("darts-pl: error: BenchmarkLookup looks cells up in NAS-Bench-201, but LitSearch derives "
-                           "Genotype") and "Traceback" not in proc.stderr
+                           "cnn genotypes; search with") and "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------------------------------------------------- DDP
