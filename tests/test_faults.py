@@ -435,6 +435,7 @@ STAGES = ["--config", str(REPO / "configs" / "quickstart.yaml"), "--config",
 SIGINT_BETWEEN_STAGES = r"""
 import os, signal, sys, time
 from darts_pl import progressive
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job starts with it ignored)
 progressive.run_fit = lambda args: None  # the stage's run (tested elsewhere)
 def finish(*args, **kwargs):  # the driver's own work after a stage: SIGINT arrives now
     os.kill(os.getpid(), signal.SIGINT)

@@ -220,6 +220,11 @@ def test_tensorboard_reader_takes_the_resumed_values_and_times_within_one_proces
     assert scalars["val/acc"] == pytest.approx({0: 0.1, 1: 0.25, 2: 0.3})
     assert per_iteration == pytest.approx(2.5)  # median of 20/10 and 30/10: never across the gap of the resume
     assert iterations == 30
+    # The files' names do not order them (a process's writer counter is not zero-padded: "...9" sorts after
+    # "...10"): the killed run's file named to sort last is still read first.
+    first = next(f for f in files if f.name.endswith("a"))
+    first.rename(tmp_path / "events.out.tfevents.9999999999.zz.a")
+    assert rundata.read_scalars(tmp_path)[0]["val/acc"] == pytest.approx({0: 0.1, 1: 0.25, 2: 0.3})
 
 
 def test_csv_and_epoch_scalars_readers(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def read_run(run: Path) -> RunData:
 # ----------------------------------------------------------------------------------------- scalars
 def read_scalars(run: Path) -> tuple[dict[str, dict[int, float]], float | None, int | None]:
     """``({tag: {epoch: value}}, seconds per iteration, iterations)`` from the first source the run has."""
-    events = sorted(run.glob("events.out.tfevents.*"))
+    events = sorted(run.glob("events.out.tfevents.*"), key=_opened_at)
     if events:
         return _tensorboard(events)
     if (run / "metrics.csv").is_file():
@@ -96,6 +96,16 @@ def read_scalars(run: Path) -> tuple[dict[str, dict[int, float]], float | None, 
     if (run / "epoch_scalars.json").is_file():
         return _epoch_scalars(run / "epoch_scalars.json")
     return {}, None, None
+
+
+def _opened_at(path: Path) -> tuple[float, str]:
+    """When an event file was opened: the wall time of its first event (the writer's file-version record), then its
+    name. The names alone do not order the files: their per-process counter is not zero-padded (``...9`` sorts after
+    ``...10``)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    first = next(iter(EventFileLoader(str(path)).Load()), None)
+    return (float(first.wall_time) if first is not None else float("inf")), path.name
 
 
 def _event_scalars(path: Path) -> list[tuple[str, int, float, float]]:
