@@ -19,6 +19,8 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 # Tests use tiny tensors, where intra-op threads buy nothing and two busy processes that each spin two
 # OpenMP threads on a 2-core machine slow each other down several-fold.
 torch.set_num_threads(int(os.environ.get("DARTS_PL_TEST_THREADS", "1")))
+if "PYTEST_XDIST_WORKER" in os.environ:  # the processes the tests start (CLI runs, DDP ranks) too, as DDP does
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

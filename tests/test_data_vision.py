@@ -66,7 +66,7 @@ def extract_jpegs(tar_path: Path, dest: Path, per_class: int, split: str = "trai
     return dest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def cifar_jpegs(tmp_path_factory) -> Path:
     from .conftest import SHARED_DATA
 

@@ -139,7 +139,7 @@ FAULTS = {  # name: (fault, expected exit status)
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list]]:
     """Every run of the matrix, two at a time: the faulted runs first, then their resumptions."""
     base = tmp_path_factory.mktemp("faults")

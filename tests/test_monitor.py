@@ -98,7 +98,7 @@ def tiny_search(kind: str, root: Path, *, max_epochs: int = EPOCHS, callbacks: l
             wandb.finish()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Run]]:
     """``search(kind)``: the tiny search with that logger, run once per module."""
     home = tmp_path_factory.mktemp("wandb_home")

@@ -183,7 +183,7 @@ SEARCH = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--
 SELECT = ["--tune_epochs", "1", "--tune_batches", "2", "--num_batches", "1"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny S3 search on the digits, finished: its run directory."""
     root = tmp_path_factory.mktemp("search")

@@ -260,7 +260,7 @@ def test_benchmark_reader_is_tolerant(tmp_path: Path, content: object, curves: d
 
 
 # ----------------------------------------------------------------------------------------- running studies
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """The tiny study run once, one cell after another, uninterrupted: ``(study file, root, process)``."""
     base = tmp_path_factory.mktemp("study")

@@ -65,7 +65,7 @@ FORMATS = {"archive": "NATS-tss-v1_0-3ffb9-simple", "file": "NATS-tss-v1_0-3ffb9
 KINDS = {"archive": "nats-tss-archive", "file": "nats-tss-file", "pth": "nas-bench-201"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("benchmarks")
     return {"archive": write_nats_archive(root / FORMATS["archive"], PICKED, EPOCHS),
@@ -73,7 +73,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "pth": write_nb201_pth(root / FORMATS["pth"], PICKED, EPOCHS)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def two_ops_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_nats_archive(tmp_path_factory.mktemp("two_ops") / FORMATS["archive"], TWO_OPS, 3)
 

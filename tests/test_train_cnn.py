@@ -47,13 +47,13 @@ def _tiny(**kwargs) -> LitClassifier:
 
 
 # ----------------------------------------------------------------------------- fake data in real formats
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CIFAR-10 as torchvision reads it: cifar-10-batches-py/ with pickled batches and batches.meta."""
     return write_cifar10_batches(tmp_path_factory.mktemp("cifar10"), per_batch=4, test_size=6)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, also when other modules run between its tests
 def imagenet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ImageNet-layout folder of real JPEGs: 2 train and 1 val image for each of 3 CIFAR classes."""
     archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
