@@ -143,10 +143,22 @@ under ``pytest -n 2 --dist loadgroup`` each stays on one worker, which builds th
 whichever worker is free."""
 
 
+END_TO_END: dict[str, tuple[str, ...]] = {
+    "test_faults": ("test_",),  # the fault matrix: killed, stopped and starved CLI runs in subprocesses
+    "test_reliability": ("test_killed_", "test_two_seeded_"),
+    "test_variant_configs": ("test_variant_runs_on_the_quickstart", "test_resumed_stochastic_search"),
+    "test_device_check": ("test_cpu_mode_",),
+}
+"""Tests that run whole searches in subprocesses, by module and name prefix: ``slow`` like the ones marked in place
+(and every multi-process ``ddp`` test), so that ``pytest -m "not slow"`` leaves the end-to-end runs out."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("ddp") is not None and item.get_closest_marker("slow") is None:
-            item.add_marker(pytest.mark.slow)  # several processes: an end-to-end run, out of `-m "not slow"`
+        end_to_end = item.get_closest_marker("ddp") is not None or item.name.startswith(
+            END_TO_END.get(item.path.stem, ()))
+        if end_to_end and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
         module = item.path.stem
         if module in SHARED_SETUP_MODULES:
             item.add_marker(pytest.mark.xdist_group(module))
