@@ -153,6 +153,7 @@ END_TO_END: dict[str, tuple[str, ...]] = {
 (and every multi-process ``ddp`` test), so that ``pytest -m "not slow"`` leaves the end-to-end runs out."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         end_to_end = item.get_closest_marker("ddp") is not None or item.name.startswith(
