@@ -3,6 +3,7 @@ set of files."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,5 +226,7 @@ def test_a_nonfinite_value_on_one_rank_stops_or_skips_on_every_rank(tmp_path: Pa
         assert out and out[-1].startswith("RAISED") and "non-finite" in out[-1], done.stdout + done.stderr[-3000:]
         assert "in the alpha step" in out[-1]
     else:
-        assert out and out[-1] == "FINISHED", done.stdout + done.stderr[-3000:]
-        assert sorted(out[:-1]) == ["rank 0 skipped 1", "rank 1 skipped 1"], done.stdout
+        assert done.stdout.rstrip().endswith("FINISHED"), done.stdout + done.stderr[-3000:]
+        # Two processes share the pipe: their lines may interleave, so read the reports, not the lines.
+        assert sorted(re.findall(r"rank \d skipped \d+", done.stdout)) == ["rank 0 skipped 1", "rank 1 skipped 1"], \
+            done.stdout
