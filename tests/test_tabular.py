@@ -348,7 +348,7 @@ def test_cli_refuses_the_lookup_on_a_darts_space_in_one_line(two_ops_archive: Pa
 
 # ------------------------------------------------------------------------------------------------------- DDP
 DDP_SCRIPT = r"""
-import json, sys
+import json, os, sys
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from darts_pl.callbacks import BenchmarkLookup
@@ -360,10 +360,13 @@ class Record(Callback):
     def on_train_epoch_end(self, trainer, pl_module):  # after BenchmarkLookup's (listed first)
         lookup = next(cb for cb in trainer.callbacks if isinstance(cb, BenchmarkLookup))
         logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("benchmark/")}
-        print("RANK", trainer.global_rank, json.dumps({"history": lookup.history, "logged": logged}), flush=True)
+        # One file per rank: two processes printing to one pipe may interleave their lines.
+        with open(f"{sys.argv[2]}/rank{trainer.global_rank}.jsonl", "a") as handle:
+            handle.write(json.dumps({"history": lookup.history, "logged": logged}) + "\n")
 
 if __name__ == "__main__":
     archive, root = sys.argv[1], sys.argv[2]
+    os.makedirs(root, exist_ok=True)
     space = NB201SearchSpace(num_classes=10, in_channels=1, channels=4, num_cells=1,
                              primitives=["skip_connect", "nor_conv_3x3"])
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, limit_train_batches=2,
@@ -395,11 +398,8 @@ def test_ddp_ranks_log_the_same_lookups_and_fail_together(two_ops_archive: Path,
 
     out = run(two_ops_archive, tmp_path / "ok")
     assert "FINISHED" in out, out
-    seen = {}
-    for line in out:
-        if line.startswith("RANK"):
-            _, rank, payload = line.split(" ", 2)
-            seen.setdefault(int(rank), []).append(json.loads(payload))
+    seen = {rank: [json.loads(line) for line in (tmp_path / "ok" / f"rank{rank}.jsonl").read_text().splitlines()]
+            for rank in (0, 1)}
     assert sorted(seen) == [0, 1] and seen[0] == seen[1] and len(seen[0]) == 2
     assert len(seen[0][-1]["logged"]) == 10 and len(seen[0][-1]["history"]) == 2
     assert list((tmp_path / "ok").glob("benchmark.json")) and not list((tmp_path / "ok").rglob("*.tmp"))
